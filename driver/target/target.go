@@ -1,0 +1,130 @@
+// Package target is the engine-neutral I/O interface the workload's workers drive: a
+// Target (a namespace, block device or file) opens Queues, one per worker thread, and a
+// Queue submits Requests and reports their completion from Poll.
+//
+// The userspace NVMe driver (any transport) and the io_uring engine both implement it,
+// so workload, pinning, reporting and JSON are shared by every kind of device.
+package target
+
+import "fmt"
+
+// Op is the operation of a request.
+type Op uint8
+
+// Operations.
+const (
+	OpRead Op = iota
+	OpWrite
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpRead:
+		return "read"
+	case OpWrite:
+		return "write"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Info describes what is measured, for the report. Fields a target cannot know are empty.
+type Info struct {
+	Name        string // short label for tables, e.g. "sim 0000:00:00.0 NSID 1" or "/dev/nvme0n1"
+	TRID        string // transport ID or path as the user gave it
+	Transport   string // "sim", "PCIe", "io_uring", "io_uring-passthru"
+	Model       string
+	Serial      string
+	Firmware    string
+	NSID        uint32
+	LBASize     uint32 // logical block size in bytes
+	Capacity    uint64 // bytes
+	MaxTransfer uint32 // largest single I/O in bytes; 0 when unlimited or unknown
+}
+
+// DoorbellMode says when a queue tells the device about new submissions.
+type DoorbellMode uint8
+
+// Doorbell modes.
+const (
+	// DoorbellPerPoll rings once per Poll when submissions are pending (SPDK's
+	// delay_cmd_submit; io_uring: one io_uring_enter per poll). The default.
+	DoorbellPerPoll DoorbellMode = iota
+	// DoorbellEveryN rings after every N submissions, and in Poll for any remainder.
+	DoorbellEveryN
+	// DoorbellPerCommand rings on every submission.
+	DoorbellPerCommand
+)
+
+func (m DoorbellMode) String() string {
+	switch m {
+	case DoorbellPerPoll:
+		return "per-poll"
+	case DoorbellEveryN:
+		return "every-n"
+	case DoorbellPerCommand:
+		return "per-command"
+	}
+	return fmt.Sprintf("doorbell(%d)", uint8(m))
+}
+
+// Handler is told about each completed request. Implementations are long-lived (one per
+// worker), so passing one costs no allocation.
+type Handler interface {
+	Complete(r *Request)
+}
+
+// QueueConfig sets up one queue.
+type QueueConfig struct {
+	Depth          int          // most requests in flight
+	QueueSize      int          // device queue entries to ask for; 0 = the engine's default
+	IOSize         int          // size in bytes of each I/O buffer
+	Buffers        int          // number of I/O buffers; 0 = Depth
+	BufferOffset   int          // start each buffer this many bytes past a page boundary (-A tests)
+	Doorbell       DoorbellMode // when to ring
+	DoorbellN      int          // N for DoorbellEveryN
+	MaxCompletions int          // most completions one Poll reaps; 0 = no limit
+	Handler        Handler      // told of every completion, from Poll
+}
+
+// Request is one I/O. The caller owns it and reuses it; the queue reads it in Submit and
+// writes Err before calling the Handler.
+type Request struct {
+	Op     Op
+	Offset uint64 // bytes from the start of the target; a multiple of the LBA size
+	Length uint32 // bytes; a multiple of the LBA size
+	Buf    int    // index of the queue's buffer holding or receiving the data
+	Err    error  // set on completion: nil on success
+
+	// For the caller; queues leave these alone.
+	Tag   int
+	Start int64
+}
+
+// Queue is one submission/completion queue pair owned by a single goroutine (locked to
+// its OS thread). Nothing in it is safe for concurrent use, and nothing on its
+// Submit/Poll path allocates.
+type Queue interface {
+	// Buffer returns the memory of buffer i (IOSize bytes), reused across requests.
+	Buffer(i int) []byte
+	// Submit starts r, or queues it in software when the device queue is full. It never
+	// calls the Handler; completions come from Poll.
+	Submit(r *Request) error
+	// Poll rings pending doorbells, reaps up to MaxCompletions completions, and calls
+	// the Handler for each. It returns how many completed. An error means the device
+	// failed: outstanding requests have been completed with errors.
+	Poll() (int, error)
+	// Outstanding is the number of submitted requests not yet completed.
+	Outstanding() int
+	// Close releases the queue; outstanding requests are abandoned.
+	Close() error
+}
+
+// Target is something to run I/O against.
+type Target interface {
+	Info() Info
+	// OpenQueue creates a queue for the calling goroutine, which should already be
+	// locked to its OS thread and pinned.
+	OpenQueue(cfg QueueConfig) (Queue, error)
+	// Close releases the target after its queues are closed.
+	Close() error
+}
