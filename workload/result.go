@@ -1,0 +1,55 @@
+package workload
+
+import (
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/nvmeperf/nvmeperf/driver/target"
+)
+
+// Result is what a run measured: one Job per (target, core, queue pair), with merged-able
+// histograms. Reporters (package report) turn it into text or JSON; percentiles are
+// always computed from (merged) histograms, never averaged.
+type Result struct {
+	Start    time.Time     // when measurement began (after warm-up)
+	Duration time.Duration // measured time, warm-up excluded
+	Jobs     []Job
+	// Interrupted is set when the run was stopped early (Ctrl-C): the numbers are valid
+	// for Duration.
+	Interrupted bool
+	// Err is the device or run failure that ended the run early, if any; the Jobs still
+	// hold what was measured until then.
+	Err error
+}
+
+// Job is one worker's measurements for one target.
+type Job struct {
+	Target target.Info
+	Core   int // CPU the worker was pinned to; -1 when not pinned
+	QPairs int // queue pairs this worker drove for the target
+	Read   Side
+	Write  Side
+}
+
+// Side is the measurements for one direction.
+type Side struct {
+	IOs    uint64 // completed successfully
+	Bytes  uint64 // bytes of successful I/Os
+	Errors uint64 // completed with an error
+	// Latency holds submit-to-completion times in nanoseconds of successful I/Os
+	// (LatencyLowest..LatencyHighest, LatencySigFigs significant figures).
+	Latency *hdrhistogram.Histogram
+}
+
+// Histogram bounds shared by every producer so that histograms merge exactly.
+const (
+	LatencyLowest  = 1                       // ns
+	LatencyHighest = int64(60 * time.Second) // ns; longer latencies are clamped
+	LatencySigFigs = 3
+)
+
+// NewLatencyHistogram returns an empty histogram with the shared bounds.
+func NewLatencyHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(LatencyLowest, LatencyHighest, LatencySigFigs)
+}
