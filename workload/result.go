@@ -30,6 +30,16 @@ type Job struct {
 	QPairs int // queue pairs this worker drove for the target
 	Read   Side
 	Write  Side
+	Verify VerifyStats // zero unless verify mode was on
+}
+
+// VerifyStats counts what verify mode checked on reads.
+type VerifyStats struct {
+	Checked    uint64 // blocks read and compared
+	Mismatched uint64 // blocks whose contents were not what verify mode writes for that LBA
+	Unwritten  uint64 // blocks that read as zeros (never written with the pattern)
+	// First holds the first few mismatches as "LBA n offset m: want 0x.. got 0x.." lines.
+	First []string
 }
 
 // Side is the measurements for one direction.
