@@ -1,0 +1,184 @@
+package workload
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/nvmeperf/nvmeperf/driver/target"
+)
+
+// DefaultDrainTimeout is how long a stopping worker waits for in-flight I/Os when
+// Config.DrainTimeout is zero.
+const DefaultDrainTimeout = 5 * time.Second
+
+// maxCPU is the highest CPU number a worker can be pinned to (the kernel's
+// CPU_SETSIZE as x/sys/unix.CPUSet holds it).
+const maxCPU = 1023
+
+// Config describes a run. The zero value is not valid: Pattern (Read is zero), IOSize,
+// QueueDepth and Duration or NumIOs must be set.
+type Config struct {
+	Pattern Pattern
+	// ReadPercent is the share of reads, 0..100, for RW and RandRW; ignored otherwise.
+	ReadPercent int
+
+	IOSize     int // bytes per I/O; a multiple of every target's LBA size
+	QueueDepth int // I/Os in flight per target per worker, spread over its queue pairs
+
+	// Duration is measured after Warmup; statistics are reset when warm-up ends. With
+	// NumIOs set, Duration is an upper bound and may be zero (no bound).
+	Duration, Warmup time.Duration
+	// NumIOs, when > 0, stops the run after this many measured I/Os in total, split
+	// evenly over the (worker, target) jobs, the first NumIOs%jobs taking one more.
+	NumIOs uint64
+
+	// Cores lists the CPUs to run one pinned worker on each; empty runs one unpinned
+	// worker.
+	Cores []int
+	// QPairsPerTarget is how many queue pairs each worker opens per target (0 means 1);
+	// QueueDepth is spread over them round-robin, as spdk_nvme_perf -P does.
+	QPairsPerTarget int
+
+	QueueSize      int                 // device queue entries; 0 = the engine's default
+	MaxCompletions int                 // most completions one Poll reaps; 0 = no limit
+	Doorbell       target.DoorbellMode // when queues ring their doorbells
+	DoorbellN      int                 // N for target.DoorbellEveryN
+
+	// BufferAlign (-A) makes every I/O buffer start aligned to exactly this many bytes:
+	// a power of two >= 4. Below 4096 the buffer starts that far past a page boundary,
+	// so it is not page aligned (exercising an unaligned PRP1). 0, or 4096 and above,
+	// gives page-aligned buffers (allocators hand out pages, nothing coarser).
+	BufferAlign int
+
+	// ZipfTheta > 0 draws random offsets from a zipf distribution with this exponent
+	// (any positive value: below 1, 1, above 1); 0 draws them uniformly.
+	ZipfTheta float64
+
+	// ContinueOnError (-Q) counts failed I/Os and goes on; otherwise the first failed
+	// I/O stops the run with Result.Err set.
+	ContinueOnError bool
+
+	// Seed makes offsets and read/write choices reproducible: every (worker, target)
+	// pair derives its own generator from it. It also seeds the verify pattern.
+	Seed uint64
+
+	Verify VerifyMode
+
+	// DrainTimeout bounds how long stopping workers wait for in-flight I/Os before
+	// giving up on a device that stopped answering; 0 = DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	// Progress, when set, is called about once a second from a collector goroutine
+	// (never from a worker).
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a running workload.
+type Progress struct {
+	Elapsed   time.Duration // time spent in the current phase
+	Remaining time.Duration // time left in the current phase; 0 when unbounded
+	Warmup    bool          // the current phase is warm-up (its numbers are discarded)
+	IOs       uint64        // I/Os completed in the current phase, all workers
+	Bytes     uint64        // bytes moved in the current phase
+	IOPS      float64       // rate over the last sampling interval
+	MiBps     float64       // rate over the last sampling interval, MiB/s
+}
+
+// Validate checks the configuration on its own; Run additionally checks it against the
+// targets (IOSize against LBA size and capacity).
+func (c Config) Validate() error {
+	if c.Pattern >= numPatterns {
+		return fmt.Errorf("workload: pattern %d: accepted values are %v", uint8(c.Pattern), patternNames)
+	}
+	if c.Pattern.Mixed() && (c.ReadPercent < 0 || c.ReadPercent > 100) {
+		return fmt.Errorf("workload: read percent %d: must be 0..100", c.ReadPercent)
+	}
+	if c.IOSize <= 0 || c.IOSize > math.MaxUint32 {
+		return fmt.Errorf("workload: I/O size %d: must be a positive number of bytes below 4 GiB", c.IOSize)
+	}
+	if c.QueueDepth < 1 {
+		return fmt.Errorf("workload: queue depth %d: must be at least 1", c.QueueDepth)
+	}
+	if c.QPairsPerTarget < 0 {
+		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) or more", c.QPairsPerTarget)
+	}
+	if c.QPairsPerTarget > c.QueueDepth {
+		return fmt.Errorf("workload: queue pairs per target %d: must not exceed queue depth %d, or some pairs would carry no I/O", c.QPairsPerTarget, c.QueueDepth)
+	}
+	if c.Duration < 0 || (c.Duration == 0 && c.NumIOs == 0) {
+		return fmt.Errorf("workload: duration %v: must be positive (or zero with a number of I/Os)", c.Duration)
+	}
+	if c.Warmup < 0 {
+		return fmt.Errorf("workload: warm-up %v: must not be negative", c.Warmup)
+	}
+	seen := make(map[int]bool, len(c.Cores))
+	for _, cpu := range c.Cores {
+		if cpu < 0 || cpu > maxCPU {
+			return fmt.Errorf("workload: core %d: must be 0..%d", cpu, maxCPU)
+		}
+		if seen[cpu] {
+			return fmt.Errorf("workload: core %d: listed twice; each core runs one worker", cpu)
+		}
+		seen[cpu] = true
+	}
+	if c.QueueSize < 0 {
+		return fmt.Errorf("workload: queue size %d: must be 0 (engine default) or more", c.QueueSize)
+	}
+	if c.MaxCompletions < 0 {
+		return fmt.Errorf("workload: max completions %d: must be 0 (no limit) or more", c.MaxCompletions)
+	}
+	switch c.Doorbell {
+	case target.DoorbellPerPoll, target.DoorbellPerCommand:
+	case target.DoorbellEveryN:
+		if c.DoorbellN < 1 {
+			return fmt.Errorf("workload: doorbell N %d: must be at least 1 with doorbell mode every-n", c.DoorbellN)
+		}
+	default:
+		return fmt.Errorf("workload: doorbell mode %d: accepted are per-poll, every-n, per-command", uint8(c.Doorbell))
+	}
+	if c.BufferAlign != 0 && (c.BufferAlign < 4 || c.BufferAlign&(c.BufferAlign-1) != 0) {
+		return fmt.Errorf("workload: buffer alignment %d: must be 0 or a power of two >= 4", c.BufferAlign)
+	}
+	if math.IsNaN(c.ZipfTheta) || math.IsInf(c.ZipfTheta, 0) || c.ZipfTheta < 0 {
+		return fmt.Errorf("workload: zipf theta %v: must be 0 (uniform) or a positive finite number", c.ZipfTheta)
+	}
+	if c.ZipfTheta > 0 && !c.Pattern.Random() {
+		return fmt.Errorf("workload: zipf theta %v: applies only to random patterns, not %s", c.ZipfTheta, c.Pattern)
+	}
+	switch c.Verify {
+	case VerifyOff, VerifyWriteCheck:
+	case VerifyReadOnly:
+		if c.Pattern.readShare(c.ReadPercent) != 100 {
+			return fmt.Errorf("workload: verify mode read-only with pattern %s (read percent %d): writes are refused, use read, randread or a 100%% read mix", c.Pattern, c.ReadPercent)
+		}
+	default:
+		return fmt.Errorf("workload: verify mode %d: accepted are off, write-check, read-only", uint8(c.Verify))
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("workload: drain timeout %v: must not be negative", c.DrainTimeout)
+	}
+	return nil
+}
+
+func (c Config) qpairs() int {
+	if c.QPairsPerTarget == 0 {
+		return 1
+	}
+	return c.QPairsPerTarget
+}
+
+func (c Config) drainTimeout() time.Duration {
+	if c.DrainTimeout == 0 {
+		return DefaultDrainTimeout
+	}
+	return c.DrainTimeout
+}
+
+// bufferOffset is how far past a page boundary each buffer starts.
+func (c Config) bufferOffset() int {
+	if c.BufferAlign > 0 && c.BufferAlign < 4096 {
+		return c.BufferAlign
+	}
+	return 0
+}

@@ -1,0 +1,304 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nvmeperf/nvmeperf/driver/target"
+)
+
+// assignment is one (worker, target) pair of the SPDK-style distribution.
+type assignment struct{ worker, target int }
+
+// assign distributes targets over workers as spdk_nvme_perf does: for i below
+// max(targets, workers), worker i%workers drives target i%targets. One target on four
+// cores is driven by all four; four targets on one core are all driven by it.
+func assign(workers, targets int) []assignment {
+	n := max(workers, targets)
+	out := make([]assignment, n)
+	for i := range out {
+		out[i] = assignment{worker: i % workers, target: i % targets}
+	}
+	return out
+}
+
+// share returns job i's part of total split over n jobs, the first total%n taking one
+// more.
+func share(total uint64, n, i int) uint64 {
+	s := total / uint64(n)
+	if uint64(i) < total%uint64(n) {
+		s++
+	}
+	return s
+}
+
+// checkTargets validates the configuration against every target's geometry.
+func checkTargets(targets []target.Target, cfg *Config) ([]target.Info, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("workload: no targets: give at least one")
+	}
+	infos := make([]target.Info, len(targets))
+	for i, t := range targets {
+		if t == nil {
+			return nil, fmt.Errorf("workload: target %d is nil", i)
+		}
+		info := t.Info()
+		infos[i] = info
+		if info.LBASize == 0 {
+			return nil, fmt.Errorf("workload: target %d (%s): LBA size is 0", i, info.Name)
+		}
+		if cfg.IOSize%int(info.LBASize) != 0 {
+			return nil, fmt.Errorf("workload: I/O size %d: must be a multiple of the LBA size %d of target %s", cfg.IOSize, info.LBASize, info.Name)
+		}
+		if uint64(cfg.IOSize) > info.Capacity {
+			return nil, fmt.Errorf("workload: I/O size %d: larger than the capacity %d bytes of target %s", cfg.IOSize, info.Capacity, info.Name)
+		}
+	}
+	return infos, nil
+}
+
+// newWorkers builds the workers and their jobs (no queues yet).
+func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *runState) []*worker {
+	cores := cfg.Cores
+	if len(cores) == 0 {
+		cores = []int{-1}
+	}
+	workers := make([]*worker, len(cores))
+	for i, cpu := range cores {
+		workers[i] = &worker{index: i, cpu: cpu, cfg: cfg, run: rs, pub: new(published)}
+	}
+	kind := offsetSequential
+	if cfg.Pattern.Random() {
+		kind = offsetUniform
+		if cfg.ZipfTheta > 0 {
+			kind = offsetZipf
+		}
+	}
+	as := assign(len(workers), len(targets))
+	for i, a := range as {
+		info := infos[a.target]
+		j := &job{
+			index:     i,
+			core:      workers[a.worker].cpu,
+			tgt:       targets[a.target],
+			info:      info,
+			offs:      newOffsets(kind, info.Capacity, uint64(cfg.IOSize), cfg.ZipfTheta),
+			rng:       newRNG(cfg.Seed, a.worker, a.target),
+			readShare: cfg.Pattern.readShare(cfg.ReadPercent),
+			ioSize:    uint32(cfg.IOSize),
+			limited:   cfg.NumIOs > 0,
+			limit:     share(cfg.NumIOs, len(as), i),
+			read:      side{hist: NewLatencyHistogram()},
+			write:     side{hist: NewLatencyHistogram()},
+		}
+		w := workers[a.worker]
+		w.jobs = append(w.jobs, j)
+	}
+	return workers
+}
+
+// Run drives the targets with cfg and returns what was measured. Cancelling ctx (Ctrl-C)
+// stops submission, drains in-flight I/Os and returns the measurements so far with
+// Interrupted set. Run opens and closes queues but leaves the targets open.
+func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
+	if err := cfg.Validate(); err != nil {
+		return Result{Err: err}
+	}
+	infos, err := checkTargets(targets, &cfg)
+	if err != nil {
+		return Result{Err: err}
+	}
+	rs := &runState{epoch: time.Now()}
+	if cfg.Warmup == 0 {
+		rs.phase.Store(phaseMeasure)
+	}
+	workers := newWorkers(targets, infos, &cfg, rs)
+
+	// Set-up: every worker pins itself and opens its queues on its own thread, then
+	// waits, so that the clock starts only once all are ready.
+	ready := make(chan error, len(workers))
+	start := make(chan struct{})
+	var abort atomic.Bool
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go w.runWorker(ready, start, &abort, wg.Done)
+	}
+	var setupErrs []error
+	for range workers {
+		if err := <-ready; err != nil {
+			setupErrs = append(setupErrs, err)
+		}
+	}
+	if len(setupErrs) > 0 {
+		abort.Store(true)
+		close(start)
+		wg.Wait()
+		return Result{Err: errors.Join(setupErrs...)}
+	}
+
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); close(allDone) }()
+	rs.epoch = time.Now() // workers read it only after start is closed
+	close(start)
+
+	var collector sync.WaitGroup
+	stopCollector := make(chan struct{})
+	if cfg.Progress != nil {
+		collector.Add(1)
+		go func() {
+			defer collector.Done()
+			collectProgress(rs, workers, &cfg, stopCollector)
+		}()
+	}
+
+	interrupted := coordinate(ctx, rs, &cfg, allDone)
+	close(stopCollector)
+	collector.Wait()
+
+	return buildResult(rs, workers, &cfg, interrupted)
+}
+
+// coordinate runs the phase timers until every worker has finished. It reports whether
+// ctx ended the run early.
+func coordinate(ctx context.Context, rs *runState, cfg *Config, allDone <-chan struct{}) (interrupted bool) {
+	var phaseTimer *time.Timer
+	if cfg.Warmup > 0 {
+		phaseTimer = time.NewTimer(cfg.Warmup)
+	} else if cfg.Duration > 0 {
+		phaseTimer = time.NewTimer(cfg.Duration)
+	}
+	var timerC <-chan time.Time
+	if phaseTimer != nil {
+		defer phaseTimer.Stop()
+		timerC = phaseTimer.C
+	}
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case <-allDone:
+			return interrupted
+		case <-ctxDone:
+			ctxDone = nil
+			if !rs.stop.Load() {
+				interrupted = true
+			}
+			rs.requestStop(rs.clock())
+		case <-timerC:
+			if rs.phase.Load() == phaseWarmup {
+				rs.measureStart.Store(rs.clock())
+				rs.phase.Store(phaseMeasure)
+				if cfg.Duration > 0 {
+					phaseTimer.Reset(cfg.Duration)
+				} else {
+					timerC = nil
+				}
+				continue
+			}
+			timerC = nil
+			rs.requestStop(rs.clock())
+		}
+	}
+}
+
+// buildResult merges the workers' measurements once they have all finished.
+func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool) Result {
+	res := Result{Interrupted: interrupted}
+	measured := rs.phase.Load() == phaseMeasure
+	end := rs.stopAt.Load()
+	if end == 0 {
+		for _, w := range workers {
+			end = max(end, w.finishedAt)
+		}
+	}
+	start := rs.measureStart.Load()
+	if measured && end > start {
+		res.Duration = time.Duration(end - start)
+	}
+	res.Start = rs.epoch.Add(time.Duration(start))
+
+	var jobs []*job
+	var errs []error
+	seen := map[string]bool{}
+	for _, w := range workers {
+		jobs = append(jobs, w.jobs...)
+		if w.err != nil && !seen[w.err.Error()] {
+			seen[w.err.Error()] = true
+			errs = append(errs, w.err)
+		}
+	}
+	res.Err = errors.Join(errs...)
+	res.Jobs = make([]Job, len(jobs))
+	for _, j := range jobs {
+		if !measured { // stopped during warm-up: nothing was measured
+			j.read.reset()
+			j.write.reset()
+			j.verify = VerifyStats{}
+		}
+		res.Jobs[j.index] = Job{
+			Target: j.info,
+			Core:   j.core,
+			QPairs: cfg.qpairs(),
+			Read:   j.read.export(),
+			Write:  j.write.export(),
+			Verify: j.verify,
+		}
+	}
+	return res
+}
+
+func (s *side) export() Side {
+	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.hist}
+}
+
+// collectProgress samples the workers' published counters about once a second and
+// hands a Progress to cfg.Progress until stop is closed.
+func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastIOs, lastBytes uint64
+	lastAt := rs.clock()
+	lastPhase := rs.phase.Load()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := rs.clock()
+		phase := rs.phase.Load()
+		var ios, bytes uint64
+		for _, w := range workers {
+			ios += w.pub.ios.Load()
+			bytes += w.pub.bytes.Load()
+		}
+		if phase != lastPhase { // counters restarted with the phase
+			lastIOs, lastBytes, lastAt = 0, 0, rs.measureStart.Load()
+			lastPhase = phase
+		}
+		var p Progress
+		if phase == phaseWarmup {
+			p.Warmup = true
+			p.Elapsed = time.Duration(now)
+			p.Remaining = max(0, cfg.Warmup-p.Elapsed)
+		} else {
+			p.Elapsed = time.Duration(now - rs.measureStart.Load())
+			if cfg.Duration > 0 {
+				p.Remaining = max(0, cfg.Duration-p.Elapsed)
+			}
+		}
+		p.IOs, p.Bytes = ios, bytes
+		// A worker may not have noticed a phase change yet; never report a negative
+		// rate.
+		if dt := time.Duration(now - lastAt).Seconds(); dt > 0 && ios >= lastIOs && bytes >= lastBytes {
+			p.IOPS = float64(ios-lastIOs) / dt
+			p.MiBps = float64(bytes-lastBytes) / dt / (1 << 20)
+		}
+		lastIOs, lastBytes, lastAt = ios, bytes, now
+		cfg.Progress(p)
+	}
+}

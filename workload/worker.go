@@ -1,0 +1,387 @@
+package workload
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/nvmeperf/nvmeperf/driver/target"
+)
+
+// Phases of a run, held in runState.phase.
+const (
+	phaseWarmup int32 = iota
+	phaseMeasure
+)
+
+// A worker that reaped nothing for idleSpin sleeps idleSleep per empty iteration, so a
+// stuck or very slow device does not burn a core; it costs at most idleSleep (plus the
+// scheduler's slack) on I/Os that already took longer than idleSpin.
+const (
+	idleSpin  = int64(time.Millisecond)
+	idleSleep = 20 * time.Microsecond
+)
+
+// runState is what workers and the coordinator share. Workers read it once per loop
+// iteration, never per I/O.
+type runState struct {
+	epoch        time.Time    // all clocks of a run count nanoseconds from here
+	phase        atomic.Int32 // phaseWarmup, then phaseMeasure
+	stop         atomic.Bool  // stop submitting and drain
+	stopAt       atomic.Int64 // clock of the first stop request; 0 = none yet
+	measureStart atomic.Int64 // clock when phaseMeasure began
+}
+
+func (s *runState) clock() int64 { return int64(time.Since(s.epoch)) }
+
+// requestStop makes every worker stop submitting; the first caller's clock ends the
+// measured interval.
+func (s *runState) requestStop(now int64) {
+	if now <= 0 {
+		now = 1
+	}
+	s.stopAt.CompareAndSwap(0, now)
+	s.stop.Store(true)
+}
+
+// published is what a worker tells the progress collector, stored once per loop
+// iteration. Padding keeps workers' counters on separate cache lines.
+type published struct {
+	_     [64]byte
+	ios   atomic.Uint64
+	bytes atomic.Uint64
+	_     [48]byte
+}
+
+// side accumulates one direction of one job.
+type side struct {
+	ios, bytes, errors uint64
+	hist               *hdrhistogram.Histogram
+}
+
+func (s *side) reset() {
+	s.ios, s.bytes, s.errors = 0, 0, 0
+	s.hist.Reset()
+}
+
+// job is one worker driving one target through its queue pairs.
+type job struct {
+	index     int // position in the SPDK-style assignment; orders Result.Jobs
+	core      int // CPU of its worker; -1 when unpinned
+	tgt       target.Target
+	info      target.Info
+	queues    []target.Queue
+	reqs      [][]target.Request // per queue, one request (and buffer) per depth slot
+	offs      offsets
+	rng       rng
+	readShare int // percent of I/Os that are reads
+	ioSize    uint32
+
+	limited  bool   // NumIOs gives this job a share
+	limit    uint64 // its share of NumIOs
+	issued   uint64 // submissions that count towards limit
+	recorded uint64 // completions recorded towards limit
+	inflight int
+
+	read, write side
+	verify      VerifyStats
+}
+
+// worker drives its jobs from one goroutine, locked to an OS thread and, when cpu >= 0,
+// pinned to that CPU.
+type worker struct {
+	index int
+	cpu   int
+	cfg   *Config
+	run   *runState
+	jobs  []*job
+
+	// done collects the requests Poll completed in this iteration; it has room for
+	// every request, so appending never allocates.
+	done []*target.Request
+
+	now           int64 // clock of this iteration, stamped on every I/O it starts or ends
+	lastReap      int64 // clock of the last iteration that reaped something
+	measuring     bool
+	stopping      bool
+	deviceFailed  bool
+	drainDeadline int64
+	outstanding   int
+	err           error
+	finishedAt    int64
+
+	ios, bytes uint64 // this phase's totals, published once per iteration
+	pub        *published
+}
+
+// Complete implements target.Handler: it only queues the request, so that all of an
+// iteration's completions are timed with one clock reading after polling.
+func (w *worker) Complete(r *target.Request) {
+	w.done = append(w.done, r)
+}
+
+// Requests carry Tag = job index within the worker * qpairs + queue index, so a
+// completion finds its job and queue without a lookup table.
+
+// setup pins the calling goroutine's thread and opens every job's queues on it.
+func (w *worker) setup() error {
+	if w.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(w.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("workload: worker %d: pin to CPU %d (is it online and in this process's allowed set?): %w", w.index, w.cpu, err)
+		}
+	}
+	qpairs := w.cfg.qpairs()
+	total := 0
+	for ji, j := range w.jobs {
+		for qi := 0; qi < qpairs; qi++ {
+			depth := w.cfg.QueueDepth / qpairs
+			if qi < w.cfg.QueueDepth%qpairs {
+				depth++
+			}
+			q, err := j.tgt.OpenQueue(target.QueueConfig{
+				Depth:          depth,
+				QueueSize:      w.cfg.QueueSize,
+				IOSize:         w.cfg.IOSize,
+				Buffers:        depth,
+				BufferOffset:   w.cfg.bufferOffset(),
+				Doorbell:       w.cfg.Doorbell,
+				DoorbellN:      w.cfg.DoorbellN,
+				MaxCompletions: w.cfg.MaxCompletions,
+				Handler:        w,
+			})
+			if err != nil {
+				return fmt.Errorf("workload: worker %d: open queue %d on %s: %w", w.index, qi, j.info.Name, err)
+			}
+			j.queues = append(j.queues, q)
+			reqs := make([]target.Request, depth)
+			for i := range reqs {
+				reqs[i] = target.Request{Buf: i, Length: j.ioSize, Tag: ji*qpairs + qi}
+			}
+			j.reqs = append(j.reqs, reqs)
+			total += depth
+		}
+	}
+	w.done = make([]*target.Request, 0, total)
+	return nil
+}
+
+// closeQueues releases every queue the worker opened.
+func (w *worker) closeQueues() error {
+	var first error
+	for _, j := range w.jobs {
+		for _, q := range j.queues {
+			if err := q.Close(); err != nil && first == nil {
+				first = fmt.Errorf("workload: worker %d: close queue on %s: %w", w.index, j.info.Name, err)
+			}
+		}
+		j.queues = nil
+	}
+	return first
+}
+
+// start fills every queue to its depth.
+func (w *worker) start() {
+	w.now = w.run.clock()
+	w.lastReap = w.now
+	w.measuring = w.run.phase.Load() == phaseMeasure
+	for _, j := range w.jobs {
+		for qi, q := range j.queues {
+			for i := range j.reqs[qi] {
+				if w.stopping {
+					return
+				}
+				w.submit(j, q, &j.reqs[qi][i])
+			}
+		}
+	}
+}
+
+// loop runs iterations until the worker is finished, then closes its queues.
+func (w *worker) loop() {
+	for w.step() {
+	}
+	w.finishedAt = w.run.clock()
+	if err := w.closeQueues(); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// step is one loop iteration: check the shared phase and stop flags, poll every queue,
+// read the clock once, then account and resubmit every completion. It returns false
+// when the worker is finished.
+func (w *worker) step() bool {
+	if !w.measuring && w.run.phase.Load() == phaseMeasure {
+		w.resetStats()
+	}
+	if !w.stopping && w.run.stop.Load() {
+		w.beginStop(w.now)
+	}
+	for _, j := range w.jobs {
+		for _, q := range j.queues {
+			if _, err := q.Poll(); err != nil && w.err == nil {
+				// The device failed: this worker stops, the others go on.
+				w.deviceFailed = true
+				w.err = fmt.Errorf("workload: worker %d: %s: %w", w.index, j.info.Name, err)
+				w.beginStop(w.run.clock())
+			}
+		}
+	}
+	w.now = w.run.clock()
+	reaped := len(w.done)
+	for i, r := range w.done {
+		w.complete(r)
+		w.done[i] = nil
+	}
+	w.done = w.done[:0]
+	w.pub.ios.Store(w.ios)
+	w.pub.bytes.Store(w.bytes)
+
+	if reaped > 0 {
+		w.lastReap = w.now
+	}
+	if w.outstanding == 0 {
+		// Nothing in flight: either stopping is complete, or every job used up its
+		// NumIOs share (resubmission happens in complete, so idle slots mean that).
+		return false
+	}
+	if w.stopping && w.now >= w.drainDeadline {
+		if w.err == nil {
+			w.err = fmt.Errorf("workload: worker %d: %d I/Os never completed within the %v drain timeout; the device stopped answering", w.index, w.outstanding, w.cfg.drainTimeout())
+		}
+		return false
+	}
+	if reaped == 0 && w.now-w.lastReap > idleSpin {
+		time.Sleep(idleSleep)
+	}
+	return true
+}
+
+func (w *worker) beginStop(now int64) {
+	if w.stopping {
+		return
+	}
+	w.stopping = true
+	w.drainDeadline = now + int64(w.cfg.drainTimeout())
+}
+
+// resetStats discards warm-up numbers. I/Os in flight now complete in the measured
+// phase and count there, as in spdk_nvme_perf.
+func (w *worker) resetStats() {
+	w.measuring = true
+	for _, j := range w.jobs {
+		j.read.reset()
+		j.write.reset()
+		j.verify = VerifyStats{}
+		j.issued = uint64(j.inflight)
+		j.recorded = 0
+	}
+	w.ios, w.bytes = 0, 0
+}
+
+// submit starts r on q with the job's next offset and direction, unless the job's
+// NumIOs share is used up.
+func (w *worker) submit(j *job, q target.Queue, r *target.Request) {
+	if w.measuring && j.limited && j.issued >= j.limit {
+		return
+	}
+	r.Offset = j.offs.next(&j.rng)
+	switch j.readShare {
+	case 100:
+		r.Op = target.OpRead
+	case 0:
+		r.Op = target.OpWrite
+	default:
+		if j.rng.below(100) < uint64(j.readShare) {
+			r.Op = target.OpRead
+		} else {
+			r.Op = target.OpWrite
+		}
+	}
+	w.prepareVerify(j, q, r)
+	r.Err = nil
+	r.Start = w.now
+	if err := q.Submit(r); err != nil {
+		// A refused submission means the queue itself is broken, not one I/O.
+		if w.err == nil {
+			w.err = fmt.Errorf("workload: worker %d: submit %s at offset %d on %s: %w", w.index, r.Op, r.Offset, j.info.Name, err)
+		}
+		w.beginStop(w.now)
+		return
+	}
+	j.issued++
+	j.inflight++
+	w.outstanding++
+}
+
+// complete accounts one completion and, unless stopping, resubmits the request.
+func (w *worker) complete(r *target.Request) {
+	qpairs := w.cfg.qpairs()
+	j := w.jobs[r.Tag/qpairs]
+	j.inflight--
+	w.outstanding--
+	record := !(w.measuring && j.limited && j.recorded >= j.limit)
+	if record {
+		j.recorded++
+		s := &j.write
+		if r.Op == target.OpRead {
+			s = &j.read
+		}
+		if r.Err != nil {
+			s.errors++
+			// Requests a failed device aborted are counted but do not stop the
+			// other workers: only a genuine I/O error does.
+			if !w.cfg.ContinueOnError && !w.deviceFailed {
+				if w.err == nil {
+					w.err = fmt.Errorf("workload: worker %d: %s %s at offset %d: %w", w.index, j.info.Name, r.Op, r.Offset, r.Err)
+				}
+				w.run.requestStop(w.now)
+				w.beginStop(w.now)
+			}
+		} else {
+			lat := w.now - r.Start
+			if lat < LatencyLowest {
+				lat = LatencyLowest
+			} else if lat > LatencyHighest {
+				lat = LatencyHighest
+			}
+			_ = s.hist.RecordValue(lat) // cannot fail: lat is within the bounds
+			s.ios++
+			s.bytes += uint64(r.Length)
+			w.ios++
+			w.bytes += uint64(r.Length)
+			if r.Op == target.OpRead {
+				w.checkVerify(j, r)
+			}
+		}
+	}
+	if !w.stopping {
+		w.submit(j, j.queues[r.Tag%qpairs], r)
+	}
+}
+
+// runWorker is the worker goroutine: it locks its thread, sets up, reports readiness,
+// waits for the start signal, runs, and reports back on done.
+func (w *worker) runWorker(ready chan<- error, start <-chan struct{}, abort *atomic.Bool, done func()) {
+	defer done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := w.setup(); err != nil {
+		w.closeQueues()
+		ready <- err
+		return
+	}
+	ready <- nil
+	<-start
+	if abort.Load() {
+		w.closeQueues()
+		return
+	}
+	w.start()
+	w.loop()
+}
