@@ -1,0 +1,551 @@
+package nvme
+
+import (
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/nvmeperf/nvmeperf/driver/bus"
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+)
+
+// Options tune controller bring-up.
+type Options struct {
+	// AdminEntries is the admin queue size; 0 means 32.
+	AdminEntries int
+	// IOQueues is how many I/O queue pairs to ask for with Set Features Number of
+	// Queues; 0 means 64. The controller may grant fewer.
+	IOQueues int
+	// AdminTimeout bounds each admin command; 0 means 10 s.
+	AdminTimeout time.Duration
+	// ReadyTimeout overrides CAP.TO for enable/disable waits when non-zero (tests).
+	ReadyTimeout time.Duration
+	// ShutdownTimeout bounds the wait for CSTS.SHST after a normal shutdown; 0 means 10 s.
+	ShutdownTimeout time.Duration
+	// MaxTransfer caps the data transfer size when the controller reports no MDTS;
+	// 0 means 1 MiB.
+	MaxTransfer int
+}
+
+func (o *Options) defaults() {
+	if o.AdminEntries == 0 {
+		o.AdminEntries = 32
+	}
+	if o.IOQueues == 0 {
+		o.IOQueues = 64
+	}
+	if o.AdminTimeout == 0 {
+		o.AdminTimeout = 10 * time.Second
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.MaxTransfer == 0 {
+		o.MaxTransfer = 1 << 20
+	}
+}
+
+// Controller is an attached NVMe controller.
+type Controller struct {
+	regs bus.Registers
+	dma  bus.Allocator
+	opts Options
+
+	cap         spec.CAP
+	vs          spec.VS
+	ident       spec.IdentifyController
+	maxTransfer int // bytes
+	ioQueues    int // granted I/O queue pairs
+	namespaces  []*Namespace
+
+	adminMu sync.Mutex // admin commands come from any goroutine (setup, teardown)
+	admin   *QPair
+	scratch bus.Buffer // one page for identify/log data
+
+	qidMu sync.Mutex
+	qids  []bool // qids[i] true when I/O queue i+1 is in use
+	open  map[*QPair]struct{}
+
+	failMu sync.Mutex
+	failed error
+}
+
+// Attach brings up the controller behind regs: it disables it, sets up the admin
+// queue, enables it, identifies it and its active namespaces, and negotiates the number
+// of I/O queues. Every wait is bounded.
+func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, error) {
+	opts.defaults()
+	c := &Controller{regs: regs, dma: dma, opts: opts, open: map[*QPair]struct{}{}}
+	if err := c.enable(); err != nil {
+		c.releaseAdmin()
+		return nil, err
+	}
+	if err := c.identify(); err != nil {
+		c.disableQuietly()
+		c.releaseAdmin()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Controller) readyTimeout() time.Duration {
+	if c.opts.ReadyTimeout > 0 {
+		return c.opts.ReadyTimeout
+	}
+	to := time.Duration(c.cap.TO()) * 500 * time.Millisecond
+	if to == 0 {
+		to = 500 * time.Millisecond
+	}
+	return to
+}
+
+// waitReady polls CSTS until RDY equals want, failing on CFS, an all-ones read (device
+// gone) or the timeout.
+func (c *Controller) waitReady(want bool, what string) error {
+	deadline := time.Now().Add(c.readyTimeout())
+	sleep := time.Microsecond
+	for {
+		csts := spec.CSTS(c.regs.Read32(spec.RegCSTS))
+		if csts == 0xFFFFFFFF {
+			return fmt.Errorf("nvme: %s: %w: registers read as all ones (device removed or not responding)", what, ErrFailed)
+		}
+		if csts.CFS() {
+			return fmt.Errorf("nvme: %s: %w: controller fatal status set (%v)", what, ErrFailed, csts)
+		}
+		if csts.RDY() == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nvme: %s: %w: CSTS.RDY stayed %t for %v (CAP.TO allows %v; %v)",
+				what, ErrTimeout, !want, c.readyTimeout(), c.readyTimeout(), csts)
+		}
+		time.Sleep(sleep)
+		if sleep < time.Millisecond {
+			sleep *= 2
+		}
+	}
+}
+
+// enable performs the spec's initialization steps up to CSTS.RDY = 1
+// (NVMe Base 2.0, section 3.5.1 "Memory-based Controller Initialization").
+func (c *Controller) enable() error {
+	c.cap = spec.CAP(c.regs.Read64(spec.RegCAP))
+	if c.cap == 0xFFFFFFFFFFFFFFFF {
+		return fmt.Errorf("nvme: %w: CAP reads as all ones (device removed or BAR not mapped)", ErrFailed)
+	}
+	c.vs = spec.VS(c.regs.Read32(spec.RegVS))
+	if c.cap.CSS()&1 == 0 {
+		return fmt.Errorf("nvme: controller does not support the NVM command set (%v)", c.cap)
+	}
+	if c.cap.MPSMIN() > 0 {
+		return fmt.Errorf("nvme: controller's smallest memory page is %d bytes; nvmeperf needs 4096 (%v)", 4096<<c.cap.MPSMIN(), c.cap)
+	}
+	// Disable first. A controller with EN=1 but RDY=0 is still coming up: wait for it
+	// before disabling, as the spec requires.
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	if cc.EN() {
+		if csts := spec.CSTS(c.regs.Read32(spec.RegCSTS)); !csts.RDY() && !csts.CFS() {
+			if err := c.waitReady(true, "waiting for the controller to finish enabling before reset"); err != nil {
+				return err
+			}
+		}
+		c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+	}
+	if err := c.waitReadyOff(); err != nil {
+		return err
+	}
+
+	entries := c.opts.AdminEntries
+	if max := int(c.cap.MQES()) + 1; entries > max {
+		entries = max
+	}
+	if entries > 4096 {
+		entries = 4096
+	}
+	c.maxTransfer = c.opts.MaxTransfer // until Identify tells
+	admin, err := newQPair(c, 0, QPairOptions{Entries: entries, MaxTransfer: pageSize * 2})
+	if err != nil {
+		return err
+	}
+	c.admin = admin
+	if c.scratch, err = c.dma.Alloc(pageSize); err != nil {
+		return fmt.Errorf("nvme: allocating identify buffer: %w", err)
+	}
+	c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(uint16(entries), uint16(entries))))
+	c.regs.Write64(spec.RegASQ, admin.sqMem.Addr)
+	c.regs.Write64(spec.RegACQ, admin.cqMem.Addr)
+	c.regs.Write32(spec.RegCC, uint32(spec.MakeCC(true, 0, 0, spec.CCShutdownNone, spec.SQESizeLog, spec.CQESizeLog)))
+	return c.waitReady(true, "enabling controller")
+}
+
+func (c *Controller) waitReadyOff() error {
+	// A fatal controller may never clear RDY; the reset (EN=0) is what recovers it, so
+	// only the RDY bit matters here.
+	deadline := time.Now().Add(c.readyTimeout())
+	for {
+		csts := spec.CSTS(c.regs.Read32(spec.RegCSTS))
+		if csts == 0xFFFFFFFF {
+			return fmt.Errorf("nvme: disabling controller: %w: registers read as all ones", ErrFailed)
+		}
+		if !csts.RDY() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nvme: disabling controller: %w: CSTS.RDY stayed 1 for %v after CC.EN=0 (%v)", ErrTimeout, c.readyTimeout(), csts)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+func (c *Controller) identify() error {
+	if err := c.identifyInto(spec.CNSController, 0, unsafe.Pointer(&c.ident)); err != nil {
+		return err
+	}
+	if c.ident.SQES&0xF > spec.SQESizeLog || c.ident.CQES&0xF > spec.CQESizeLog {
+		return fmt.Errorf("nvme: controller requires SQ/CQ entries of 2^%d/2^%d bytes; nvmeperf uses 64/16", c.ident.SQES&0xF, c.ident.CQES&0xF)
+	}
+	if mt := c.ident.MaxTransferBytes(4096 << c.cap.MPSMIN()); mt > 0 && mt < uint64(c.maxTransfer) {
+		c.maxTransfer = int(mt)
+	}
+	// Number of queues: ask, and take what is granted.
+	want := uint16(c.opts.IOQueues)
+	cmd := spec.Command{CDW10: spec.FeatureNumberOfQueues, CDW11: spec.NumberOfQueues(want, want)}
+	cmd.SetOpcodeCID(uint8(spec.AdminSetFeatures), 0)
+	cpl, err := c.AdminCommand(&cmd, bus.Buffer{})
+	if err != nil {
+		return fmt.Errorf("nvme: setting the number of queues: %w", err)
+	}
+	nsq, ncq := spec.DecodeNumberOfQueues(cpl.DW0)
+	granted := min(int(nsq), int(ncq), int(want))
+	if granted < 1 {
+		return fmt.Errorf("nvme: controller granted no I/O queues")
+	}
+	c.ioQueues = granted
+	c.qids = make([]bool, granted)
+	return c.identifyNamespaces()
+}
+
+func (c *Controller) identifyNamespaces() error {
+	var ids []uint32
+	var list spec.ActiveNamespaceList
+	if err := c.identifyInto(spec.CNSActiveNamespaces, 0, unsafe.Pointer(&list)); err == nil {
+		ids = list.IDs()
+	} else {
+		// Controllers before NVMe 1.1 lack CNS 02h: try every NSID up to NN.
+		for id := uint32(1); id <= c.ident.NN && id <= 1024; id++ {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		ns := &Namespace{ctrl: c, id: id}
+		if err := c.identifyInto(spec.CNSNamespace, id, unsafe.Pointer(&ns.ident)); err != nil {
+			return fmt.Errorf("nvme: identifying namespace %d: %w", id, err)
+		}
+		if ns.ident.NSZE == 0 {
+			continue // inactive
+		}
+		ns.fill()
+		c.namespaces = append(c.namespaces, ns)
+	}
+	return nil
+}
+
+// identifyInto runs Identify with cns/nsid and copies the 4 KiB result to dst.
+func (c *Controller) identifyInto(cns uint32, nsid uint32, dst unsafe.Pointer) error {
+	cmd := spec.Command{NSID: nsid, CDW10: cns}
+	cmd.SetOpcodeCID(uint8(spec.AdminIdentify), 0)
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	clear(c.scratch.Bytes)
+	if _, err := c.adminLocked(&cmd, c.scratch.Slice(0, spec.IdentifyDataSize)); err != nil {
+		return fmt.Errorf("nvme: identify (CNS %d, NSID %d): %w", cns, nsid, err)
+	}
+	copy(unsafe.Slice((*byte)(dst), spec.IdentifyDataSize), c.scratch.Bytes)
+	return nil
+}
+
+// adminWaiter collects one admin completion.
+type adminWaiter struct {
+	done bool
+	cpl  spec.Completion
+}
+
+func (w *adminWaiter) CommandDone(_ any, cpl *spec.Completion) { w.done, w.cpl = true, *cpl }
+
+// AdminCommand submits cmd on the admin queue and waits for it (bounded by
+// Options.AdminTimeout). data, when non-empty, is DMA memory for the command's data.
+// A non-success status is returned as a *StatusError along with the completion.
+func (c *Controller) AdminCommand(cmd *spec.Command, data bus.Buffer) (spec.Completion, error) {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	return c.adminLocked(cmd, data)
+}
+
+func (c *Controller) adminLocked(cmd *spec.Command, data bus.Buffer) (spec.Completion, error) {
+	if err := c.Err(); err != nil {
+		return spec.Completion{}, err
+	}
+	var w adminWaiter
+	name := spec.AdminOpcode(cmd.Opcode())
+	if err := c.admin.Submit(cmd, data, &w, nil); err != nil {
+		return spec.Completion{}, fmt.Errorf("nvme: submitting %s: %w", name, err)
+	}
+	deadline := time.Now().Add(c.opts.AdminTimeout)
+	for spins := 0; !w.done; spins++ {
+		if _, err := c.admin.Poll(); err != nil {
+			c.markFailed(err)
+			return spec.Completion{}, fmt.Errorf("nvme: %s: %w", name, err)
+		}
+		if w.done {
+			break
+		}
+		if spins%64 == 63 {
+			if err := c.checkAlive(); err != nil {
+				c.admin.fail(err)
+				return spec.Completion{}, fmt.Errorf("nvme: %s: %w", name, err)
+			}
+			if time.Now().After(deadline) {
+				err := fmt.Errorf("nvme: %s: %w after %v waiting for its completion", name, ErrTimeout, c.opts.AdminTimeout)
+				c.markFailed(err)
+				c.admin.fail(err)
+				return spec.Completion{}, err
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	if st := w.cpl.StatusField(); !st.OK() {
+		return w.cpl, StatusErrorFor(true, cmd, st)
+	}
+	return w.cpl, nil
+}
+
+// checkAlive reads CSTS and reports a failed controller.
+func (c *Controller) checkAlive() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	var csts spec.CSTS
+	if err := safeRead(func() { csts = spec.CSTS(c.regs.Read32(spec.RegCSTS)) }); err != nil {
+		return c.markFailed(fmt.Errorf("%w: reading CSTS faulted: %v", ErrFailed, err))
+	}
+	switch {
+	case csts == 0xFFFFFFFF:
+		return c.markFailed(fmt.Errorf("%w: registers read as all ones (device removed or not responding)", ErrFailed))
+	case csts.CFS():
+		return c.markFailed(fmt.Errorf("%w: controller fatal status (%v)", ErrFailed, csts))
+	case !csts.RDY():
+		return c.markFailed(fmt.Errorf("%w: controller is no longer ready (%v)", ErrFailed, csts))
+	}
+	return nil
+}
+
+func safeRead(f func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	f()
+	return nil
+}
+
+func (c *Controller) markFailed(err error) error {
+	c.failMu.Lock()
+	defer c.failMu.Unlock()
+	if c.failed == nil {
+		c.failed = err
+	}
+	return c.failed
+}
+
+// Err is the failure that stopped the controller, if any.
+func (c *Controller) Err() error {
+	c.failMu.Lock()
+	defer c.failMu.Unlock()
+	return c.failed
+}
+
+// CAP is the controller's capabilities register as read at attach.
+func (c *Controller) CAP() spec.CAP { return c.cap }
+
+// Version is the controller's VS register.
+func (c *Controller) Version() spec.VS { return c.vs }
+
+// Identify is the Identify Controller data.
+func (c *Controller) Identify() *spec.IdentifyController { return &c.ident }
+
+// MaxTransfer is the largest data transfer in bytes (from MDTS, or Options.MaxTransfer
+// when the controller sets no limit).
+func (c *Controller) MaxTransfer() int { return c.maxTransfer }
+
+// IOQueues is the number of I/O queue pairs the controller granted.
+func (c *Controller) IOQueues() int { return c.ioQueues }
+
+// MaxQueueEntries is CAP.MQES+1.
+func (c *Controller) MaxQueueEntries() int { return int(c.cap.MQES()) + 1 }
+
+// Namespaces are the active namespaces in NSID order.
+func (c *Controller) Namespaces() []*Namespace { return c.namespaces }
+
+// Namespace returns the active namespace nsid, or nil.
+func (c *Controller) Namespace(nsid uint32) *Namespace {
+	for _, ns := range c.namespaces {
+		if ns.id == nsid {
+			return ns
+		}
+	}
+	return nil
+}
+
+// NewIOQPair creates an I/O completion queue and then its submission queue (the order
+// the spec requires) and returns the pair, owned by the calling goroutine from now on.
+func (c *Controller) NewIOQPair(opts QPairOptions) (*QPair, error) {
+	c.qidMu.Lock()
+	qid := 0
+	for i, used := range c.qids {
+		if !used {
+			qid = i + 1
+			c.qids[i] = true
+			break
+		}
+	}
+	c.qidMu.Unlock()
+	if qid == 0 {
+		return nil, fmt.Errorf("nvme: all %d I/O queue pairs granted by the controller are in use", c.ioQueues)
+	}
+	release := func() {
+		c.qidMu.Lock()
+		c.qids[qid-1] = false
+		c.qidMu.Unlock()
+	}
+	q, err := newQPair(c, uint16(qid), opts)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	create := spec.Command{
+		CDW10: uint32(qid) | uint32(q.size-1)<<16,
+		CDW11: spec.QueuePhysicallyContiguous,
+		PRP1:  q.cqMem.Addr,
+	}
+	create.SetOpcodeCID(uint8(spec.AdminCreateIOCQ), 0)
+	if _, err := c.AdminCommand(&create, bus.Buffer{}); err != nil {
+		q.freeMemory()
+		release()
+		return nil, fmt.Errorf("nvme: creating I/O CQ %d (%d entries): %w", qid, q.size, err)
+	}
+	create = spec.Command{
+		CDW10: uint32(qid) | uint32(q.size-1)<<16,
+		CDW11: spec.QueuePhysicallyContiguous | uint32(qid)<<16,
+		PRP1:  q.sqMem.Addr,
+	}
+	create.SetOpcodeCID(uint8(spec.AdminCreateIOSQ), 0)
+	if _, err := c.AdminCommand(&create, bus.Buffer{}); err != nil {
+		c.deleteQueue(spec.AdminDeleteIOCQ, uint16(qid))
+		q.freeMemory()
+		release()
+		return nil, fmt.Errorf("nvme: creating I/O SQ %d (%d entries): %w", qid, q.size, err)
+	}
+	c.qidMu.Lock()
+	c.open[q] = struct{}{}
+	c.qidMu.Unlock()
+	return q, nil
+}
+
+func (c *Controller) deleteQueue(op spec.AdminOpcode, qid uint16) error {
+	cmd := spec.Command{CDW10: uint32(qid)}
+	cmd.SetOpcodeCID(uint8(op), 0)
+	_, err := c.AdminCommand(&cmd, bus.Buffer{})
+	return err
+}
+
+// FreeIOQPair deletes the submission queue and then the completion queue and releases
+// their memory. Outstanding commands are abandoned.
+func (c *Controller) FreeIOQPair(q *QPair) error {
+	c.qidMu.Lock()
+	if _, ok := c.open[q]; !ok {
+		c.qidMu.Unlock()
+		return fmt.Errorf("nvme: queue pair %d is not open on this controller", q.id)
+	}
+	delete(c.open, q)
+	c.qidMu.Unlock()
+	var err error
+	if c.Err() == nil {
+		if e := c.deleteQueue(spec.AdminDeleteIOSQ, q.id); e != nil {
+			err = fmt.Errorf("nvme: deleting I/O SQ %d: %w", q.id, e)
+		} else if e := c.deleteQueue(spec.AdminDeleteIOCQ, q.id); e != nil {
+			err = fmt.Errorf("nvme: deleting I/O CQ %d: %w", q.id, e)
+		}
+	}
+	q.freeMemory()
+	if q.failed == nil {
+		q.failed = fmt.Errorf("nvme: queue pair %d was freed", q.id)
+	}
+	c.qidMu.Lock()
+	c.qids[q.id-1] = false
+	c.qidMu.Unlock()
+	return err
+}
+
+// Detach deletes every I/O queue pair still open, sends a normal shutdown (CC.SHN) and
+// waits for CSTS.SHST to report it complete, then frees the admin queue.
+func (c *Controller) Detach() error {
+	c.qidMu.Lock()
+	open := make([]*QPair, 0, len(c.open))
+	for q := range c.open {
+		open = append(open, q)
+	}
+	c.qidMu.Unlock()
+	var firstErr error
+	for _, q := range open {
+		if err := c.FreeIOQPair(q); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if c.Err() == nil {
+		if err := c.shutdown(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	c.releaseAdmin()
+	return firstErr
+}
+
+func (c *Controller) shutdown() error {
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	cc = cc&^(0x3<<14) | spec.CC(spec.CCShutdownNormal)<<14
+	c.regs.Write32(spec.RegCC, uint32(cc))
+	deadline := time.Now().Add(c.opts.ShutdownTimeout)
+	for {
+		csts := spec.CSTS(c.regs.Read32(spec.RegCSTS))
+		if csts.SHST() == spec.ShutdownStatusComplete {
+			return nil
+		}
+		if csts == 0xFFFFFFFF {
+			return fmt.Errorf("nvme: shutdown: %w: registers read as all ones", ErrFailed)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nvme: shutdown: %w: CSTS.SHST did not report complete within %v (%v)", ErrTimeout, c.opts.ShutdownTimeout, csts)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func (c *Controller) disableQuietly() {
+	_ = safeRead(func() {
+		cc := spec.CC(c.regs.Read32(spec.RegCC))
+		c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+	})
+}
+
+func (c *Controller) releaseAdmin() {
+	if c.admin != nil {
+		c.admin.freeMemory()
+		c.admin = nil
+	}
+	if c.scratch.Len() > 0 {
+		_ = c.dma.Free(c.scratch)
+		c.scratch = bus.Buffer{}
+	}
+}

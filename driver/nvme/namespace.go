@@ -1,0 +1,128 @@
+package nvme
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/nvmeperf/nvmeperf/driver/bus"
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+)
+
+// Namespace is an active namespace of a controller.
+type Namespace struct {
+	ctrl       *Controller
+	id         uint32
+	ident      spec.IdentifyNamespace
+	sectorSize uint32
+	metaSize   uint16
+	sectors    uint64
+}
+
+func (ns *Namespace) fill() {
+	ns.sectorSize = ns.ident.SectorSize()
+	ns.metaSize = ns.ident.CurrentFormat().MS()
+	ns.sectors = ns.ident.NSZE
+}
+
+// ID is the namespace identifier.
+func (ns *Namespace) ID() uint32 { return ns.id }
+
+// SectorSize is the logical block size in bytes.
+func (ns *Namespace) SectorSize() uint32 { return ns.sectorSize }
+
+// MetadataSize is the metadata bytes per logical block (0 for most namespaces).
+func (ns *Namespace) MetadataSize() uint16 { return ns.metaSize }
+
+// Sectors is the namespace size in logical blocks (NSZE).
+func (ns *Namespace) Sectors() uint64 { return ns.sectors }
+
+// Capacity is the namespace size in bytes.
+func (ns *Namespace) Capacity() uint64 { return ns.sectors * uint64(ns.sectorSize) }
+
+// Identify is the namespace's Identify data.
+func (ns *Namespace) Identify() *spec.IdentifyNamespace { return &ns.ident }
+
+// Controller is the controller the namespace belongs to.
+func (ns *Namespace) Controller() *Controller { return ns.ctrl }
+
+// SupportsWriteZeroes and SupportsDeallocate report the optional commands (ONCS).
+func (ns *Namespace) SupportsWriteZeroes() bool {
+	return ns.ctrl.ident.ONCS&spec.ONCSWriteZeroes != 0
+}
+
+// SupportsDeallocate reports Dataset Management support (ONCS).
+func (ns *Namespace) SupportsDeallocate() bool {
+	return ns.ctrl.ident.ONCS&spec.ONCSDatasetManagement != 0
+}
+
+// I/O command builders. They fill cmd for this namespace; QPair.Submit adds the
+// command identifier and PRPs.
+
+// ReadCommand builds an NVM Read of nlb blocks at slba.
+func (ns *Namespace) ReadCommand(cmd *spec.Command, slba uint64, nlb uint32) {
+	ns.rw(cmd, spec.IORead, slba, nlb)
+}
+
+// WriteCommand builds an NVM Write of nlb blocks at slba.
+func (ns *Namespace) WriteCommand(cmd *spec.Command, slba uint64, nlb uint32) {
+	ns.rw(cmd, spec.IOWrite, slba, nlb)
+}
+
+func (ns *Namespace) rw(cmd *spec.Command, opc spec.IOOpcode, slba uint64, nlb uint32) {
+	*cmd = spec.Command{NSID: ns.id}
+	cmd.SetOpcodeCID(uint8(opc), 0)
+	cmd.SetLBARange(slba, nlb)
+}
+
+// WriteZeroesCommand builds Write Zeroes of nlb blocks at slba, optionally asking the
+// controller to deallocate them.
+func (ns *Namespace) WriteZeroesCommand(cmd *spec.Command, slba uint64, nlb uint32, deallocate bool) {
+	ns.rw(cmd, spec.IOWriteZeroes, slba, nlb)
+	if deallocate {
+		cmd.CDW12 |= spec.WriteZeroesDeallocate
+	}
+}
+
+// FlushCommand builds a Flush of the namespace's volatile write cache.
+func (ns *Namespace) FlushCommand(cmd *spec.Command) {
+	*cmd = spec.Command{NSID: ns.id}
+	cmd.SetOpcodeCID(uint8(spec.IOFlush), 0)
+}
+
+// DeallocateCommand builds a Dataset Management deallocate over the ranges already
+// written into rangesBuf (see PutDSMRanges); n is the number of ranges (1..256).
+func (ns *Namespace) DeallocateCommand(cmd *spec.Command, n int) error {
+	if n < 1 || n > 256 {
+		return fmt.Errorf("nvme: dataset management takes 1 to 256 ranges, got %d", n)
+	}
+	*cmd = spec.Command{NSID: ns.id, CDW10: uint32(n - 1), CDW11: spec.DSMDeallocate}
+	cmd.SetOpcodeCID(uint8(spec.IODatasetManagement), 0)
+	return nil
+}
+
+// PutDSMRanges writes ranges into buf (DMA memory) in the spec's layout and returns the
+// part of buf to pass as the command's data.
+func PutDSMRanges(buf bus.Buffer, ranges []spec.DSMRange) (bus.Buffer, error) {
+	need := len(ranges) * spec.DSMRangeSize
+	if need > buf.Len() {
+		return bus.Buffer{}, fmt.Errorf("nvme: %d ranges need %d bytes, buffer has %d", len(ranges), need, buf.Len())
+	}
+	copy(buf.Bytes, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(ranges))), need))
+	return buf.Slice(0, need), nil
+}
+
+// SMART reads the SMART / Health Information log page (controller-wide).
+func (c *Controller) SMART() (spec.SMARTLog, error) {
+	var log spec.SMARTLog
+	numd := uint32(spec.SMARTLogSize/4 - 1)
+	cmd := spec.Command{NSID: 0xFFFFFFFF, CDW10: spec.LogSMARTHealth | (numd&0xFFFF)<<16, CDW11: numd >> 16}
+	cmd.SetOpcodeCID(uint8(spec.AdminGetLogPage), 0)
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	clear(c.scratch.Bytes)
+	if _, err := c.adminLocked(&cmd, c.scratch.Slice(0, spec.SMARTLogSize)); err != nil {
+		return log, fmt.Errorf("nvme: reading the SMART log: %w", err)
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&log)), spec.SMARTLogSize), c.scratch.Bytes)
+	return log, nil
+}

@@ -1,0 +1,377 @@
+package nvme
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/nvmeperf/nvmeperf/driver/bus"
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+	"github.com/nvmeperf/nvmeperf/driver/target"
+)
+
+// Callback is told when a command completes. cpl points into the completion queue and
+// is valid only during the call. Callbacks run from Poll on the queue pair's goroutine
+// and may submit new commands. Implementations are long-lived values (a worker, a
+// preallocated context), so passing one costs no allocation.
+type Callback interface {
+	CommandDone(arg any, cpl *spec.Completion)
+}
+
+// QPairOptions shape an I/O queue pair.
+type QPairOptions struct {
+	// Entries is the SQ and CQ size; 0 means 256. It is clamped to CAP.MQES+1.
+	Entries int
+	// Requests is how many commands may be outstanding, counting those waiting in the
+	// software queue for a free SQ slot; 0 means Entries-1.
+	Requests int
+	// MaxTransfer is the largest data transfer in bytes; it sizes each request's PRP
+	// list. 0 means the controller's limit.
+	MaxTransfer int
+	// Doorbell selects when the SQ tail doorbell is rung; DoorbellN applies to
+	// target.DoorbellEveryN.
+	Doorbell  target.DoorbellMode
+	DoorbellN int
+	// MaxCompletions is the most completions one Poll processes; 0 means no limit.
+	MaxCompletions int
+}
+
+// request is one command slot. Its index is the command identifier, so a completion
+// finds its request without a lookup structure.
+type request struct {
+	cmd    spec.Command
+	cb     Callback
+	arg    any
+	prp    bus.Buffer // this request's PRP list pages
+	active bool
+}
+
+// QPair is an I/O (or the admin) submission/completion queue pair. It is owned by
+// exactly one goroutine: no method is safe for concurrent use.
+type QPair struct {
+	ctrl *Controller
+	id   uint16
+	size uint16 // entries in SQ and CQ
+
+	sqMem, cqMem, prpMem bus.Buffer
+	sq                   []spec.Command
+	cq                   []spec.Completion
+
+	sqTail, cqHead uint16
+	phase          uint16 // phase tag value that marks a new completion
+	inflight       int    // commands in the SQ ring not yet completed
+	lastRungTail   uint16
+	sinceRing      int
+
+	sqDB, cqDB       *uint32 // direct doorbell pointers when registers are MMIO
+	sqDBOff, cqDBOff uint32
+
+	reqs     []request
+	free     []uint16 // stack of free request indexes
+	swq      []uint16 // FIFO ring of requests waiting for an SQ slot
+	swqHead  int
+	swqCount int
+
+	doorbell       target.DoorbellMode
+	doorbellN      int
+	maxCompletions int
+	maxTransfer    int
+	idlePolls      uint32
+
+	failed error
+	stats  QPairStats
+}
+
+// QPairStats counts what a queue pair did; handy to show batching at work.
+type QPairStats struct {
+	Submitted    uint64
+	Completed    uint64
+	SQDoorbells  uint64
+	CQDoorbells  uint64
+	SoftQueued   uint64 // submissions that waited in the software queue
+	SpuriousCIDs uint64 // completions naming no outstanding command
+	FailedPolls  uint64
+}
+
+func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
+	entries := opts.Entries
+	if entries == 0 {
+		entries = 256
+	}
+	if max := int(c.cap.MQES()) + 1; entries > max {
+		entries = max
+	}
+	if entries < 2 {
+		return nil, fmt.Errorf("nvme: queue of %d entries is too small (need at least 2)", entries)
+	}
+	nreq := opts.Requests
+	if nreq <= 0 {
+		nreq = entries - 1
+	}
+	if nreq > 65535 {
+		return nil, fmt.Errorf("nvme: %d outstanding requests asked for; at most 65535 fit in command identifiers", nreq)
+	}
+	maxXfer := opts.MaxTransfer
+	if maxXfer <= 0 || (c.maxTransfer > 0 && maxXfer > c.maxTransfer) {
+		maxXfer = c.maxTransfer
+	}
+	q := &QPair{
+		ctrl: c, id: id, size: uint16(entries), phase: 1,
+		doorbell: opts.Doorbell, doorbellN: opts.DoorbellN, maxCompletions: opts.MaxCompletions,
+		maxTransfer: maxXfer,
+	}
+	if q.doorbell == target.DoorbellEveryN && q.doorbellN <= 0 {
+		return nil, fmt.Errorf("nvme: doorbell every N needs N ≥ 1, got %d", q.doorbellN)
+	}
+	var err error
+	if q.sqMem, err = c.dma.Alloc(entries * spec.SQESize); err != nil {
+		return nil, fmt.Errorf("nvme: allocating SQ %d: %w", id, err)
+	}
+	if q.cqMem, err = c.dma.Alloc(entries * spec.CQESize); err != nil {
+		q.freeMemory()
+		return nil, fmt.Errorf("nvme: allocating CQ %d: %w", id, err)
+	}
+	listPages := prpListPages(maxXfer)
+	if listPages > 0 {
+		if q.prpMem, err = c.dma.Alloc(nreq * listPages * pageSize); err != nil {
+			q.freeMemory()
+			return nil, fmt.Errorf("nvme: allocating PRP lists for %d requests: %w", nreq, err)
+		}
+	}
+	q.sq = unsafe.Slice((*spec.Command)(unsafe.Pointer(&q.sqMem.Bytes[0])), entries)
+	q.cq = unsafe.Slice((*spec.Completion)(unsafe.Pointer(&q.cqMem.Bytes[0])), entries)
+	q.reqs = make([]request, nreq)
+	q.free = make([]uint16, nreq)
+	q.swq = make([]uint16, nreq)
+	for i := range q.reqs {
+		q.free[i] = uint16(nreq - 1 - i) // pop order 0, 1, 2...
+		if listPages > 0 {
+			q.reqs[i].prp = q.prpMem.Slice(i*listPages*pageSize, listPages*pageSize)
+		}
+	}
+	q.sqDBOff = spec.SQTailDoorbell(id, c.cap.DSTRD())
+	q.cqDBOff = spec.CQHeadDoorbell(id, c.cap.DSTRD())
+	if m, ok := c.regs.(*bus.MMIO); ok {
+		q.sqDB, q.cqDB = m.Reg32(q.sqDBOff), m.Reg32(q.cqDBOff)
+	}
+	return q, nil
+}
+
+func (q *QPair) freeMemory() {
+	for _, b := range []*bus.Buffer{&q.sqMem, &q.cqMem, &q.prpMem} {
+		if b.Len() > 0 {
+			_ = q.ctrl.dma.Free(*b)
+			*b = bus.Buffer{}
+		}
+	}
+}
+
+// ID is the queue identifier (0 for the admin queue).
+func (q *QPair) ID() uint16 { return q.id }
+
+// Entries is the SQ/CQ size in entries.
+func (q *QPair) Entries() int { return int(q.size) }
+
+// Outstanding is the number of submitted commands not yet completed, software-queued
+// ones included.
+func (q *QPair) Outstanding() int { return len(q.reqs) - len(q.free) }
+
+// Capacity is the number of commands that can be outstanding at once.
+func (q *QPair) Capacity() int { return len(q.reqs) }
+
+// Stats returns the queue pair's counters.
+func (q *QPair) Stats() QPairStats { return q.stats }
+
+// MaxTransfer is the largest data transfer a command on this queue pair can carry.
+func (q *QPair) MaxTransfer() int { return q.maxTransfer }
+
+// Err is the failure that stopped the queue pair, if any.
+func (q *QPair) Err() error { return q.failed }
+
+// Submit sends cmd with data (which may be empty) and calls cb.CommandDone(arg, ...)
+// from a later Poll. The command identifier and data pointer fields of cmd are filled
+// in by the queue pair; cmd itself is copied and may be reused at once. When the SQ is
+// full the command waits in a software queue. Submit never calls cb.
+func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any) error {
+	if q.failed != nil {
+		return q.failed
+	}
+	if data.Len() > q.maxTransfer && q.maxTransfer > 0 {
+		return fmt.Errorf("nvme: transfer of %d bytes exceeds the %d-byte limit (MDTS)", data.Len(), q.maxTransfer)
+	}
+	n := len(q.free)
+	if n == 0 {
+		return ErrQueueFull
+	}
+	idx := q.free[n-1]
+	r := &q.reqs[idx]
+	r.cmd = *cmd
+	r.cmd.SetCID(idx)
+	if err := buildPRPs(&r.cmd, data, r.prp); err != nil {
+		return err
+	}
+	q.free = q.free[:n-1]
+	r.cb, r.arg, r.active = cb, arg, true
+	q.stats.Submitted++
+	if q.swqCount > 0 || q.inflight >= int(q.size)-1 {
+		q.swq[(q.swqHead+q.swqCount)%len(q.swq)] = idx
+		q.swqCount++
+		q.stats.SoftQueued++
+		return nil
+	}
+	q.place(r)
+	return q.afterPlace()
+}
+
+// place copies a request's command into the SQ ring.
+func (q *QPair) place(r *request) {
+	q.sq[q.sqTail] = r.cmd
+	q.sqTail++
+	if q.sqTail == q.size {
+		q.sqTail = 0
+	}
+	q.inflight++
+	q.sinceRing++
+}
+
+// afterPlace applies the doorbell policy after a submission.
+func (q *QPair) afterPlace() error {
+	switch q.doorbell {
+	case target.DoorbellPerCommand:
+		return q.ringSQ()
+	case target.DoorbellEveryN:
+		if q.sinceRing >= q.doorbellN {
+			return q.ringSQ()
+		}
+	}
+	return nil
+}
+
+// Poll reaps up to MaxCompletions completions, calling each command's callback, then
+// rings the CQ head doorbell once and the SQ tail doorbell once if new commands were
+// placed (by callbacks or earlier Submits). It returns how many commands completed. An
+// error means the controller failed; every outstanding command has then been completed
+// with an aborted status.
+func (q *QPair) Poll() (n int, err error) {
+	if q.failed != nil {
+		return 0, q.failed
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			// A fault on the BAR (device removed; debug.SetPanicOnFault is on) or a
+			// register space that went away.
+			n, err = 0, q.fail(fmt.Errorf("%w: register access faulted: %v", ErrFailed, p))
+		}
+	}()
+	for q.maxCompletions == 0 || n < q.maxCompletions {
+		cpl := &q.cq[q.cqHead]
+		// The phase tag shares the last dword with the status; loading it atomically
+		// orders the reads of the rest of the entry after it.
+		last := atomic.LoadUint32((*uint32)(unsafe.Pointer(&cpl.CID)))
+		if uint16(last>>16)&1 != q.phase {
+			break
+		}
+		q.cqHead++
+		if q.cqHead == q.size {
+			q.cqHead = 0
+			q.phase ^= 1
+		}
+		q.inflight--
+		cid := uint16(last)
+		if int(cid) >= len(q.reqs) || !q.reqs[cid].active {
+			q.stats.SpuriousCIDs++
+			continue
+		}
+		r := &q.reqs[cid]
+		r.active = false
+		cb, arg := r.cb, r.arg
+		r.cb, r.arg = nil, nil
+		q.free = append(q.free, cid)
+		q.stats.Completed++
+		n++
+		cb.CommandDone(arg, cpl)
+	}
+	if n > 0 {
+		q.idlePolls = 0
+		q.writeDoorbell(q.cqDB, q.cqDBOff, uint32(q.cqHead))
+		q.stats.CQDoorbells++
+		// Completions freed SQ slots: move waiting commands in.
+		for q.swqCount > 0 && q.inflight < int(q.size)-1 {
+			q.place(&q.reqs[q.swq[q.swqHead]])
+			q.swqHead = (q.swqHead + 1) % len(q.swq)
+			q.swqCount--
+		}
+	} else if q.inflight > 0 {
+		// Nothing came back: every so often make sure the controller is still alive,
+		// so a dead device ends the run instead of hanging it.
+		q.idlePolls++
+		if q.idlePolls&0xFFFF == 0 {
+			if err := q.ctrl.checkAlive(); err != nil {
+				return 0, q.fail(err)
+			}
+		}
+	}
+	if q.sqTail != q.lastRungTail {
+		if err := q.ringSQ(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (q *QPair) ringSQ() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = q.fail(fmt.Errorf("%w: doorbell write faulted: %v", ErrFailed, p))
+		}
+	}()
+	q.writeDoorbell(q.sqDB, q.sqDBOff, uint32(q.sqTail))
+	q.lastRungTail = q.sqTail
+	q.sinceRing = 0
+	q.stats.SQDoorbells++
+	return nil
+}
+
+func (q *QPair) writeDoorbell(p *uint32, off uint32, v uint32) {
+	if p != nil {
+		atomic.StoreUint32(p, v)
+		return
+	}
+	q.ctrl.regs.Write32(off, v)
+}
+
+// fail marks the queue pair failed and completes every outstanding command with an
+// "aborted due to SQ deletion" status so that callers see each one end.
+func (q *QPair) fail(err error) error {
+	if q.failed != nil {
+		return q.failed
+	}
+	q.failed = err
+	q.stats.FailedPolls++
+	var cpl spec.Completion
+	cpl.SQID = q.id
+	cpl.Status = uint16(spec.MakeStatus(spec.SCTGeneric, spec.SCAbortedSQDeletion).WithDNR()) << 1
+	for i := range q.reqs {
+		r := &q.reqs[i]
+		if !r.active {
+			continue
+		}
+		r.active = false
+		cb, arg := r.cb, r.arg
+		r.cb, r.arg = nil, nil
+		q.free = append(q.free, uint16(i))
+		cpl.CID = uint16(i)
+		cb.CommandDone(arg, &cpl)
+	}
+	q.swqCount, q.inflight = 0, 0
+	return err
+}
+
+// Command returns the command as submitted for the request with identifier cid, for
+// building error messages in callbacks (valid during the callback).
+func (q *QPair) Command(cid uint16) *spec.Command {
+	if int(cid) >= len(q.reqs) {
+		return nil
+	}
+	return &q.reqs[cid].cmd
+}
