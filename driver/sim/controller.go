@@ -1,0 +1,538 @@
+// Package sim is a simulated NVMe controller living in process memory. It sits behind
+// the same seams as a PCIe device (driver/bus: BAR0 registers and DMA memory), so the
+// driver code that runs against it is the code that runs against hardware.
+//
+// A device goroutine, locked to its OS thread and optionally pinned to Config.CPUs,
+// polls CC and the doorbells, fetches commands, moves data through PRPs it translates
+// from simulated bus addresses, and posts completions with phase tags. It backs off to
+// sleeping when idle so an unused controller costs (almost) no CPU.
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nvmeperf/nvmeperf/driver/bus"
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+)
+
+// Identity the simulated controller reports in Identify Controller.
+const (
+	// VendorID is 0xFFFE: not a vendor any real NVMe device reports, so the simulator
+	// cannot be taken for hardware.
+	VendorID     = 0xFFFE
+	SerialNumber = "NVMEPERF-SIM-0001"
+	ModelNumber  = "nvmeperf simulated controller"
+	Firmware     = "SIM1.0"
+)
+
+// shutdownTime is how long a CC.SHN shutdown stays in SHST "occurring".
+const shutdownTime = 100 * time.Microsecond
+
+// Stats counts what the controller did since New. All counters only grow except
+// StoreBytes.
+type Stats struct {
+	AdminCommands    uint64 // admin commands fetched
+	IOCommands       uint64 // I/O commands fetched
+	Reads, Writes    uint64 // successful read and write commands
+	ReadBytes        uint64 // bytes of successful reads
+	WriteBytes       uint64 // bytes of successful writes
+	Completions      uint64 // completion entries posted
+	Errors           uint64 // completions with a non-success status
+	InvalidDoorbells uint64 // doorbell values beyond the queue size (a real drive posts an async event)
+	CQFullStalls     uint64 // times fetching stopped because a CQ had no room
+	Resets           uint64 // CC.EN 1 -> 0 transitions
+	StoreBytes       uint64 // bytes of written data the store holds now
+}
+
+type statCounters struct {
+	adminCommands, ioCommands, reads, writes, readBytes, writeBytes atomic.Uint64
+	completions, errors, invalidDoorbells, cqFullStalls, resets     atomic.Uint64
+}
+
+// Controller is a simulated NVMe controller.
+type Controller struct {
+	cfg    Config
+	barMem []byte
+	regs   *bus.MMIO
+	dma    *dmaSpace
+	faults Faults
+	stats  statCounters
+
+	stop    atomic.Bool
+	stopped atomic.Bool
+	epoch   atomic.Uint64
+	done    chan struct{}
+	closeMu sync.Mutex
+	closed  bool
+
+	// Everything below belongs to the device thread.
+	clockBase  time.Time
+	ccSeen     spec.CC
+	csts       spec.CSTS
+	enabled    bool  // CC.EN seen as 1 and the configuration was good
+	readyAt    int64 // when RDY goes to 1 (0 = no transition pending)
+	unreadyAt  int64 // when RDY goes back to 0 after a reset
+	shutdownAt int64 // when SHST goes to complete
+	fatal      bool
+	maxQID     uint16 // highest I/O queue ID allowed (Number of Queues)
+	sqs        []*submissionQueue
+	cqs        []*completionQueue
+	active     []*submissionQueue // admin SQ first, then I/O SQs
+	timers     timerHeap
+	aers       int // Asynchronous Event Requests held (never completed: no events happen)
+	features   [256]uint32
+	segs       [][]byte // PRP walk output, sized for the largest transfer
+	scratch    []byte   // admin data staging
+	identCtrl  []byte
+	namespaces []*namespace
+	nand       *nandModel
+}
+
+// New validates cfg, maps BAR0 and the data store, and starts the device thread.
+func New(cfg Config) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.CPUs = append([]int(nil), cfg.CPUs...)
+	barSize := spec.RegDoorbellBase + 8*(cfg.IOQueues+1)
+	barSize = (barSize + bus.PageSize - 1) &^ (bus.PageSize - 1)
+	bar, err := unix.Mmap(-1, 0, barSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("sim: mapping %d-byte BAR0: %w", barSize, err)
+	}
+	regs, err := bus.NewMMIO(bar)
+	if err != nil {
+		_ = unix.Munmap(bar)
+		return nil, fmt.Errorf("sim: BAR0: %w", err)
+	}
+	c := &Controller{
+		cfg:       cfg,
+		barMem:    bar,
+		regs:      regs,
+		dma:       newDMASpace(),
+		done:      make(chan struct{}),
+		clockBase: time.Now(),
+		maxQID:    uint16(cfg.IOQueues),
+		sqs:       make([]*submissionQueue, cfg.IOQueues+1),
+		cqs:       make([]*completionQueue, cfg.IOQueues+1),
+		scratch:   make([]byte, spec.IdentifyDataSize),
+	}
+	c.segs = make([][]byte, 0, cfg.maxTransfer()/bus.PageSize+2)
+	keep := cfg.storesData()
+	for i := 1; i <= cfg.Namespaces; i++ {
+		ns, err := newNamespace(uint32(i), &cfg, keep)
+		if err != nil {
+			c.releaseMemory()
+			return nil, err
+		}
+		c.namespaces = append(c.namespaces, ns)
+	}
+	if cfg.Model == ModelNAND {
+		c.nand = newNANDModel(cfg.NAND)
+	}
+	c.identCtrl = c.buildIdentifyController()
+	c.features[spec.FeatureNumberOfQueues] = spec.NumberOfQueues(uint16(cfg.IOQueues), uint16(cfg.IOQueues))
+	c.features[spec.FeatureTemperature] = 343 // over-temperature threshold, kelvins
+	regs.Write64(spec.RegCAP, uint64(spec.MakeCAP(cfg.MQES, true, cfg.Timeout, 0, 1, 0, 0)))
+	regs.Write32(spec.RegVS, uint32(spec.MakeVS(1, 4, 0)))
+	c.dma.quiesce = waitEpoch(&c.epoch, &c.stopped)
+
+	started := make(chan error, 1)
+	go c.run(started)
+	if err := <-started; err != nil {
+		<-c.done
+		c.releaseMemory()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Registers is BAR0: controller registers and the doorbells of every queue.
+func (c *Controller) Registers() *bus.MMIO { return c.regs }
+
+// Allocator hands out DMA memory the device can reach. Buffers become invalid at Close.
+func (c *Controller) Allocator() bus.Allocator { return c.dma }
+
+// Faults is the fault injection control.
+func (c *Controller) Faults() *Faults { return &c.faults }
+
+// Config is the configuration the controller runs with.
+func (c *Controller) Config() Config {
+	cfg := c.cfg
+	cfg.CPUs = append([]int(nil), cfg.CPUs...)
+	return cfg
+}
+
+// Stats returns the counters; safe to call at any time.
+func (c *Controller) Stats() Stats {
+	s := Stats{
+		AdminCommands:    c.stats.adminCommands.Load(),
+		IOCommands:       c.stats.ioCommands.Load(),
+		Reads:            c.stats.reads.Load(),
+		Writes:           c.stats.writes.Load(),
+		ReadBytes:        c.stats.readBytes.Load(),
+		WriteBytes:       c.stats.writeBytes.Load(),
+		Completions:      c.stats.completions.Load(),
+		Errors:           c.stats.errors.Load(),
+		InvalidDoorbells: c.stats.invalidDoorbells.Load(),
+		CQFullStalls:     c.stats.cqFullStalls.Load(),
+		Resets:           c.stats.resets.Load(),
+	}
+	for _, ns := range c.namespaces {
+		s.StoreBytes += uint64(ns.stored.Load()) * storePage
+	}
+	return s
+}
+
+// Close stops the device thread and unmaps BAR0, the store and all DMA memory; buffers
+// from Allocator must not be used afterwards. Closing twice is harmless.
+func (c *Controller) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	c.stop.Store(true)
+	<-c.done
+	return c.releaseMemory()
+}
+
+func (c *Controller) releaseMemory() error {
+	errs := []error{c.dma.closeAll()}
+	for _, ns := range c.namespaces {
+		errs = append(errs, ns.close())
+	}
+	if c.barMem != nil {
+		if err := unix.Munmap(c.barMem); err != nil {
+			errs = append(errs, fmt.Errorf("sim: close: unmapping BAR0: %w", err))
+		}
+		c.barMem = nil
+	}
+	return errors.Join(errs...)
+}
+
+// now is the controller clock in nanoseconds.
+func (c *Controller) now() int64 { return int64(time.Since(c.clockBase)) }
+
+// Back-off of the device loop: after idleSpins empty passes it sleeps, doubling from
+// minSleep to maxSleep, so an idle controller costs almost nothing yet a busy one reacts
+// within microseconds.
+const (
+	idleSpins = 2000
+	minSleep  = time.Microsecond
+	maxSleep  = time.Millisecond
+)
+
+func (c *Controller) run(started chan<- error) {
+	defer close(c.done)
+	defer c.stopped.Store(true)
+	// The thread stays locked until the goroutine exits, which ends the thread, so its
+	// changed affinity and timer slack never leak to other goroutines.
+	runtime.LockOSThread()
+	if len(c.cfg.CPUs) > 0 {
+		var set unix.CPUSet
+		for _, cpu := range c.cfg.CPUs {
+			set.Set(cpu)
+		}
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			started <- fmt.Errorf("sim: pinning device thread to CPUs %v: %w", c.cfg.CPUs, err)
+			return
+		}
+	}
+	// Fine timer slack makes the short back-off sleeps (and nand timing) accurate.
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+	started <- nil
+
+	idle := 0
+	sleep := minSleep
+	for !c.stop.Load() {
+		c.epoch.Add(1)
+		if c.step() > 0 {
+			idle = 0
+			sleep = minSleep
+			continue
+		}
+		idle++
+		if idle < idleSpins {
+			if idle%64 == 0 {
+				runtime.Gosched()
+			}
+			continue
+		}
+		d := sleep
+		if len(c.timers) > 0 {
+			wait := time.Duration(c.timers[0].due - c.now())
+			if wait < 20*time.Microsecond {
+				continue // due soon: keep spinning
+			}
+			d = min(d, wait-10*time.Microsecond)
+		}
+		ts := unix.NsecToTimespec(int64(d))
+		_ = unix.Nanosleep(&ts, nil) // EINTR just ends the nap early
+		sleep = min(sleep*2, maxSleep)
+	}
+}
+
+// step is one pass of the device loop; it returns how much work it did.
+func (c *Controller) step() int {
+	work := c.control()
+	if !c.enabled || c.readyAt != 0 || c.fatal || c.shutdownAt != 0 || c.csts.SHST() == spec.ShutdownStatusComplete {
+		return work
+	}
+	if c.faults.armed.Load()&faultFreeze != 0 {
+		return work
+	}
+	for _, sq := range c.active {
+		work += c.serviceSQ(sq)
+	}
+	if len(c.timers) > 0 {
+		work += c.serviceTimers()
+	}
+	return work
+}
+
+func (c *Controller) setCSTS(s spec.CSTS) {
+	c.csts = s
+	c.regs.Write32(spec.RegCSTS, uint32(s))
+}
+
+// control follows CC, timed state changes and the register-level faults.
+func (c *Controller) control() int {
+	work := 0
+	armed := c.faults.armed.Load()
+	if armed&faultFatal != 0 {
+		c.faults.armed.And(^faultFatal)
+		c.fatal = true
+		c.setCSTS(c.csts | spec.CSTSFatal)
+		work++
+	}
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	if cc != c.ccSeen {
+		prev := c.ccSeen
+		c.ccSeen = cc
+		work++
+		switch {
+		case cc.EN() && !prev.EN():
+			c.enable(cc)
+		case !cc.EN() && prev.EN():
+			c.reset()
+		}
+		if cc.EN() && c.enabled && cc.SHN() != spec.CCShutdownNone && prev.SHN() == spec.CCShutdownNone {
+			c.setCSTS(c.csts.WithSHST(spec.ShutdownStatusOccurring))
+			c.shutdownAt = c.now() + int64(shutdownTime)
+		}
+	}
+	if c.readyAt != 0 && c.faults.armed.Load()&faultNeverReady == 0 && c.now() >= c.readyAt {
+		c.readyAt = 0
+		c.setCSTS(c.csts | spec.CSTSReady)
+		work++
+	}
+	if c.unreadyAt != 0 && c.now() >= c.unreadyAt {
+		c.unreadyAt = 0
+		c.setCSTS(c.csts &^ spec.CSTSReady)
+		work++
+	}
+	if c.shutdownAt != 0 && c.now() >= c.shutdownAt {
+		c.shutdownAt = 0
+		c.setCSTS(c.csts.WithSHST(spec.ShutdownStatusComplete))
+		work++
+	}
+	return work
+}
+
+// enable handles CC.EN 0 -> 1: check the configuration and the admin queues, then
+// schedule RDY.
+func (c *Controller) enable(cc spec.CC) {
+	c.unreadyAt = 0
+	c.setCSTS(c.csts.WithSHST(spec.ShutdownStatusNormal) &^ spec.CSTSReady)
+	aqa := spec.AQA(c.regs.Read32(spec.RegAQA))
+	asq := c.regs.Read64(spec.RegASQ)
+	acq := c.regs.Read64(spec.RegACQ)
+	ok := cc.MPS() == 0 && cc.CSS() == 0 && cc.IOSQES() == spec.SQESizeLog && cc.IOCQES() == spec.CQESizeLog &&
+		aqa.ASQS() >= 2 && aqa.ACQS() >= 2 && asq%bus.PageSize == 0 && acq%bus.PageSize == 0 && !c.fatal
+	if ok {
+		cq := c.newCQ(0, uint32(aqa.ACQS()), acq)
+		sq := c.newSQ(0, uint32(aqa.ASQS()), asq, cq)
+		if cq == nil || sq == nil {
+			c.dropQueues()
+			ok = false
+		}
+	}
+	if !ok {
+		c.setCSTS(c.csts | spec.CSTSFatal)
+		return
+	}
+	c.enabled = true
+	c.readyAt = c.now() + int64(c.cfg.ReadyDelay)
+	if c.readyAt == 0 {
+		c.readyAt = 1
+	}
+}
+
+// reset handles CC.EN 1 -> 0: every queue and held command is dropped and RDY clears
+// after the ready delay. A reset also clears CSTS.CFS and the shutdown status.
+func (c *Controller) reset() {
+	c.stats.resets.Add(1)
+	c.dropQueues()
+	c.enabled = false
+	c.readyAt = 0
+	c.shutdownAt = 0
+	c.fatal = false
+	c.maxQID = uint16(c.cfg.IOQueues)
+	c.features[spec.FeatureNumberOfQueues] = spec.NumberOfQueues(c.maxQID, c.maxQID)
+	c.setCSTS(c.csts &^ spec.CSTSFatal)
+	if c.csts.RDY() {
+		c.unreadyAt = c.now() + int64(c.cfg.ReadyDelay)
+		if c.unreadyAt == 0 {
+			c.unreadyAt = 1
+		}
+	}
+}
+
+func (c *Controller) dropQueues() {
+	for _, sq := range c.sqs {
+		if sq != nil {
+			sq.pin.Add(-1)
+		}
+	}
+	for _, cq := range c.cqs {
+		if cq != nil {
+			cq.pin.Add(-1)
+		}
+	}
+	clear(c.sqs)
+	clear(c.cqs)
+	c.active = c.active[:0]
+	clear(c.timers)
+	c.timers = c.timers[:0]
+	c.aers = 0
+}
+
+// newCQ sets up completion queue id over device memory at addr, or returns nil when the
+// memory is not all inside one DMA region.
+func (c *Controller) newCQ(id uint16, size uint32, addr uint64) *completionQueue {
+	r, ok := c.dma.lookup(addr, uint64(size)*spec.CQESize)
+	if !ok {
+		return nil
+	}
+	off := addr - r.addr
+	cq := &completionQueue{
+		id: id, size: size, ring: r.mem[off : off+uint64(size)*spec.CQESize],
+		headDB: c.regs.Reg32(spec.CQHeadDoorbell(id, 0)), phase: 1, pin: r.queues,
+	}
+	c.regs.Write32(spec.CQHeadDoorbell(id, 0), 0)
+	r.queues.Add(1)
+	c.cqs[id] = cq
+	// Room for every completion this CQ can ever have pending, so the heap never grows
+	// on the I/O path.
+	need := 0
+	for _, q := range c.cqs {
+		if q != nil {
+			need += int(q.size)
+		}
+	}
+	if cap(c.timers) < need {
+		t := make(timerHeap, len(c.timers), need)
+		copy(t, c.timers)
+		c.timers = t
+	}
+	return cq
+}
+
+func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQueue) *submissionQueue {
+	if cq == nil {
+		return nil
+	}
+	r, ok := c.dma.lookup(addr, uint64(size)*spec.SQESize)
+	if !ok {
+		return nil
+	}
+	off := addr - r.addr
+	sq := &submissionQueue{
+		id: id, size: size, ring: r.mem[off : off+uint64(size)*spec.SQESize],
+		tailDB: c.regs.Reg32(spec.SQTailDoorbell(id, 0)), cq: cq, pin: r.queues,
+	}
+	c.regs.Write32(spec.SQTailDoorbell(id, 0), 0)
+	r.queues.Add(1)
+	cq.sqs++
+	c.sqs[id] = sq
+	c.active = append(c.active, sq)
+	return sq
+}
+
+// fetchBurst bounds how many commands one SQ gets per pass, so queues are served fairly.
+const fetchBurst = 64
+
+// serviceSQ fetches and executes what the host queued on sq.
+func (c *Controller) serviceSQ(sq *submissionQueue) int {
+	tail := atomic.LoadUint32(sq.tailDB)
+	if tail >= sq.size {
+		if tail != sq.badTail {
+			sq.badTail = tail
+			c.stats.invalidDoorbells.Add(1)
+		}
+		return 0
+	}
+	n := 0
+	var cmd spec.Command
+	for sq.head != tail && n < fetchBurst {
+		cq := sq.cq
+		if cq.free(c) == 0 {
+			if !cq.full {
+				cq.full = true
+				c.stats.cqFullStalls.Add(1)
+			}
+			break
+		}
+		cq.full = false
+		sq.fetch(&cmd)
+		cq.reserved++
+		sq.inflight++
+		if sq.id == 0 {
+			c.admin(sq, &cmd)
+		} else {
+			c.io(sq, &cmd)
+		}
+		n++
+	}
+	return n
+}
+
+// complete finishes a command fetched from sq: now when due is 0 or has passed,
+// otherwise when its time comes.
+func (c *Controller) complete(sq *submissionQueue, cmd *spec.Command, st spec.Status, dw0 uint32, due int64) {
+	if due != 0 {
+		c.timers.push(pending{due: due, sq: sq, cid: cmd.CID(), status: st, dw0: dw0})
+		return
+	}
+	c.post(sq, cmd.CID(), st, dw0)
+}
+
+func (c *Controller) post(sq *submissionQueue, cid uint16, st spec.Status, dw0 uint32) {
+	sq.cq.reserved--
+	sq.inflight--
+	sq.cq.post(dw0, uint16(sq.head), sq.id, cid, st)
+	c.stats.completions.Add(1)
+	if st != spec.StatusSuccess {
+		c.stats.errors.Add(1)
+	}
+}
+
+func (c *Controller) serviceTimers() int {
+	now := c.now()
+	n := 0
+	for len(c.timers) > 0 && c.timers[0].due <= now {
+		p := c.timers.pop()
+		c.post(p.sq, p.cid, p.status, p.dw0)
+		n++
+	}
+	return n
+}

@@ -1,0 +1,151 @@
+package sim
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+)
+
+// completionQueue is the device side of a CQ. Only the device thread touches it.
+type completionQueue struct {
+	id     uint16
+	size   uint32
+	ring   []byte
+	headDB *uint32 // CQ head doorbell in BAR0
+	tail   uint32
+	phase  uint16 // phase tag of the entries being posted now: 1 on the first lap
+	// reserved counts commands fetched for this CQ whose completion is not posted yet;
+	// fetching stops when posted-but-unconsumed plus reserved would fill the ring, so a
+	// completion never overwrites an entry the host has not consumed.
+	reserved uint32
+	head     uint32 // last valid head the host rang
+	badHead  uint32 // last invalid head value counted, so it is counted once
+	sqs      int    // submission queues attached
+	pin      *atomic.Int32
+	full     bool // fetching is stalled on this CQ (for the stall counter)
+}
+
+// free is the number of completions that can still be promised.
+func (cq *completionQueue) free(c *Controller) uint32 {
+	h := atomic.LoadUint32(cq.headDB)
+	if h < cq.size {
+		cq.head = h
+	} else if h != cq.badHead {
+		cq.badHead = h
+		c.stats.invalidDoorbells.Add(1)
+	}
+	used := (cq.tail + cq.size - cq.head) % cq.size
+	return cq.size - 1 - used - cq.reserved
+}
+
+// post writes one completion entry. The status word, holding the phase tag, is stored
+// last and atomically so the host never sees a new phase with stale contents.
+func (cq *completionQueue) post(dw0 uint32, sqhd, sqid, cid uint16, st spec.Status) {
+	p := unsafe.Pointer(&cq.ring[cq.tail*spec.CQESize])
+	atomic.StoreUint32((*uint32)(p), dw0)
+	atomic.StoreUint32((*uint32)(unsafe.Add(p, 4)), 0)
+	atomic.StoreUint32((*uint32)(unsafe.Add(p, 8)), uint32(sqhd)|uint32(sqid)<<16)
+	status := uint16(st)<<1 | cq.phase
+	atomic.StoreUint32((*uint32)(unsafe.Add(p, 12)), uint32(cid)|uint32(status)<<16)
+	cq.tail++
+	if cq.tail == cq.size {
+		cq.tail = 0
+		cq.phase ^= 1
+	}
+}
+
+// submissionQueue is the device side of an SQ. Only the device thread touches it.
+type submissionQueue struct {
+	id      uint16
+	size    uint32
+	ring    []byte
+	tailDB  *uint32 // SQ tail doorbell in BAR0
+	head    uint32
+	badTail uint32
+	cq      *completionQueue
+	pin     *atomic.Int32
+	// inflight counts commands fetched from this queue and not yet completed.
+	inflight int
+}
+
+// fetch copies the entry at the head into cmd and advances the head.
+func (sq *submissionQueue) fetch(cmd *spec.Command) {
+	*cmd = *(*spec.Command)(unsafe.Pointer(&sq.ring[sq.head*spec.SQESize]))
+	sq.head++
+	if sq.head == sq.size {
+		sq.head = 0
+	}
+}
+
+// pending is a completion waiting for its time (nand model, delay fault).
+type pending struct {
+	due    int64
+	sq     *submissionQueue
+	cid    uint16
+	status spec.Status
+	dw0    uint32
+}
+
+// timerHeap is a binary min-heap on due. Its backing array is sized when queues are
+// created, so pushes on the I/O path never allocate.
+type timerHeap []pending
+
+func (h *timerHeap) push(p pending) {
+	*h = append(*h, p)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if s[parent].due <= s[i].due {
+			break
+		}
+		s[parent], s[i] = s[i], s[parent]
+		i = parent
+	}
+}
+
+func (h *timerHeap) pop() pending {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = pending{}
+	s = s[:last]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(s) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(s) && s[r].due < s[l].due {
+			m = r
+		}
+		if s[i].due <= s[m].due {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
+}
+
+// removeSQ takes out every entry of sq, calling fn on each, and restores heap order.
+func (h *timerHeap) removeSQ(sq *submissionQueue, fn func(p pending)) {
+	s := *h
+	kept := s[:0]
+	for _, p := range s {
+		if p.sq == sq {
+			fn(p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(s[len(kept):])
+	*h = kept[:0]
+	for _, p := range kept {
+		h.push(p)
+	}
+}
