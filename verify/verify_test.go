@@ -313,3 +313,31 @@ func BenchmarkCheck4K(b *testing.B) {
 		}
 	}
 }
+
+// Any bytes either pass only when they are exactly what FillBlock writes, or fail with
+// a mismatch that points at a byte that really differs.
+func FuzzCheckBlock(f *testing.F) {
+	good := make([]byte, 64)
+	FillBlock(good, 3, 4)
+	f.Add(good, uint64(3), uint64(4))
+	f.Add(make([]byte, 64), uint64(0), uint64(0))
+	f.Add([]byte("short"), uint64(1), uint64(1))
+	f.Fuzz(func(t *testing.T, block []byte, lba, seed uint64) {
+		ok, m := CheckBlock(block, lba, seed)
+		if ValidateLBASize(len(block)) != nil {
+			if ok {
+				t.Fatalf("block of %d bytes passed", len(block))
+			}
+			return
+		}
+		want := make([]byte, len(block))
+		FillBlock(want, lba, seed)
+		if ok != bytes.Equal(block, want) {
+			t.Fatalf("CheckBlock ok=%v but equal=%v", ok, !ok)
+		}
+		if !ok && (m.Offset < 0 || m.Offset >= len(block) || block[m.Offset] != m.Got ||
+			want[m.Offset] != m.Want || m.Want == m.Got || !bytes.Equal(block[:m.Offset], want[:m.Offset])) {
+			t.Fatalf("mismatch %+v does not point at the first differing byte", m)
+		}
+	})
+}
