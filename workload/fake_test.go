@@ -120,22 +120,23 @@ func (q *fakeQueue) Poll() (int, error) {
 		return 0, errDeviceFailed
 	}
 	t := q.t
-	if t.failAfter > 0 && t.completed.Load() >= t.failAfter {
-		q.failed = true
-		n := q.used
-		for q.used > 0 {
-			r := q.pop()
-			r.Err = errAborted
-			q.cfg.Handler.Complete(r)
-		}
-		return n, errDeviceFailed
-	}
 	var now time.Time
 	if t.latency > 0 {
 		now = time.Now()
 	}
 	n := 0
 	for q.used > 0 && (q.cfg.MaxCompletions == 0 || n < q.cfg.MaxCompletions) {
+		if t.failAfter > 0 && t.completed.Load() >= t.failAfter {
+			// The device dies: like a real driver, abort what is outstanding.
+			q.failed = true
+			for q.used > 0 {
+				r := q.pop()
+				r.Err = errAborted
+				q.cfg.Handler.Complete(r)
+				n++
+			}
+			return n, errDeviceFailed
+		}
 		if t.latency > 0 && now.Sub(q.ring[q.head].at) < t.latency {
 			break
 		}

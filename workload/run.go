@@ -226,9 +226,11 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 	seen := map[string]bool{}
 	for _, w := range workers {
 		jobs = append(jobs, w.jobs...)
-		if w.err != nil && !seen[w.err.Error()] {
-			seen[w.err.Error()] = true
-			errs = append(errs, w.err)
+		for _, err := range w.errs {
+			if !seen[err.Error()] {
+				seen[err.Error()] = true
+				errs = append(errs, err)
+			}
 		}
 	}
 	res.Err = errors.Join(errs...)

@@ -86,6 +86,9 @@ type job struct {
 	issued   uint64 // submissions that count towards limit
 	recorded uint64 // completions recorded towards limit
 	inflight int
+	failed   bool // its device failed: no more polls or submissions
+
+	errReported bool // an I/O error of this job is already in the worker's errs
 
 	read, write side
 	verify      VerifyStats
@@ -108,10 +111,9 @@ type worker struct {
 	lastReap      int64 // clock of the last iteration that reaped something
 	measuring     bool
 	stopping      bool
-	deviceFailed  bool
 	drainDeadline int64
 	outstanding   int
-	err           error
+	errs          []error // failures in the order they happened
 	finishedAt    int64
 
 	ios, bytes uint64 // this phase's totals, published once per iteration
@@ -207,8 +209,8 @@ func (w *worker) loop() {
 	for w.step() {
 	}
 	w.finishedAt = w.run.clock()
-	if err := w.closeQueues(); err != nil && w.err == nil {
-		w.err = err
+	if err := w.closeQueues(); err != nil {
+		w.errs = append(w.errs, err)
 	}
 }
 
@@ -223,12 +225,13 @@ func (w *worker) step() bool {
 		w.beginStop(w.now)
 	}
 	for _, j := range w.jobs {
+		if j.failed {
+			continue
+		}
 		for _, q := range j.queues {
-			if _, err := q.Poll(); err != nil && w.err == nil {
-				// The device failed: this worker stops, the others go on.
-				w.deviceFailed = true
-				w.err = fmt.Errorf("workload: worker %d: %s: %w", w.index, j.info.Name, err)
-				w.beginStop(w.run.clock())
+			if _, err := q.Poll(); err != nil {
+				w.failJob(j, err)
+				break
 			}
 		}
 	}
@@ -239,6 +242,14 @@ func (w *worker) step() bool {
 		w.done[i] = nil
 	}
 	w.done = w.done[:0]
+	for _, j := range w.jobs {
+		if j.failed && j.inflight > 0 {
+			// The queue promised to complete everything with errors on failure; if
+			// it did not, abandon the rest rather than wait for a dead device.
+			w.outstanding -= j.inflight
+			j.inflight = 0
+		}
+	}
 	w.pub.ios.Store(w.ios)
 	w.pub.bytes.Store(w.bytes)
 
@@ -251,15 +262,21 @@ func (w *worker) step() bool {
 		return false
 	}
 	if w.stopping && w.now >= w.drainDeadline {
-		if w.err == nil {
-			w.err = fmt.Errorf("workload: worker %d: %d I/Os never completed within the %v drain timeout; the device stopped answering", w.index, w.outstanding, w.cfg.drainTimeout())
-		}
+		w.errs = append(w.errs, fmt.Errorf("workload: worker %d: %d I/Os never completed within the %v drain timeout; the device stopped answering", w.index, w.outstanding, w.cfg.drainTimeout()))
 		return false
 	}
 	if reaped == 0 && w.now-w.lastReap > idleSpin {
 		time.Sleep(idleSleep)
 	}
 	return true
+}
+
+// failJob takes a job whose device failed out of the run: the worker records the
+// error, stops submitting to and polling that target, and goes on with its other
+// targets; other workers are not stopped.
+func (w *worker) failJob(j *job, err error) {
+	j.failed = true
+	w.errs = append(w.errs, fmt.Errorf("workload: worker %d: %s: %w", w.index, j.info.Name, err))
 }
 
 func (w *worker) beginStop(now int64) {
@@ -308,10 +325,7 @@ func (w *worker) submit(j *job, q target.Queue, r *target.Request) {
 	r.Start = w.now
 	if err := q.Submit(r); err != nil {
 		// A refused submission means the queue itself is broken, not one I/O.
-		if w.err == nil {
-			w.err = fmt.Errorf("workload: worker %d: submit %s at offset %d on %s: %w", w.index, r.Op, r.Offset, j.info.Name, err)
-		}
-		w.beginStop(w.now)
+		w.failJob(j, fmt.Errorf("submit %s at offset %d: %w", r.Op, r.Offset, err))
 		return
 	}
 	j.issued++
@@ -336,9 +350,10 @@ func (w *worker) complete(r *target.Request) {
 			s.errors++
 			// Requests a failed device aborted are counted but do not stop the
 			// other workers: only a genuine I/O error does.
-			if !w.cfg.ContinueOnError && !w.deviceFailed {
-				if w.err == nil {
-					w.err = fmt.Errorf("workload: worker %d: %s %s at offset %d: %w", w.index, j.info.Name, r.Op, r.Offset, r.Err)
+			if !w.cfg.ContinueOnError && !j.failed {
+				if !j.errReported {
+					j.errReported = true
+					w.errs = append(w.errs, fmt.Errorf("workload: worker %d: %s %s at offset %d: %w", w.index, j.info.Name, r.Op, r.Offset, r.Err))
 				}
 				w.run.requestStop(w.now)
 				w.beginStop(w.now)
@@ -360,7 +375,7 @@ func (w *worker) complete(r *target.Request) {
 			}
 		}
 	}
-	if !w.stopping {
+	if !w.stopping && !j.failed {
 		w.submit(j, j.queues[r.Tag%qpairs], r)
 	}
 }
