@@ -21,11 +21,11 @@ var (
 type fakeTarget struct {
 	info target.Info
 
-	latency   time.Duration                               // completion no earlier than this after submit
+	latency   time.Duration                                 // completion no earlier than this after submit
 	failIO    func(n uint64, op target.Op, off uint64) bool // n: 1-based completion number on the target
-	failAfter uint64                                      // Poll fails once the target completed this many; 0 = never
-	stuckAt   uint64                                      // stop completing after this many; 0 = never
-	record    bool                                        // keep every submission's op and offset
+	failAfter uint64                                        // Poll fails once the target completed this many; 0 = never
+	stuckAt   uint64                                        // stop completing after this many; 0 = never
+	record    bool                                          // keep every submission's op and offset
 	openErr   error
 	store     []byte // when set, reads and writes move data to and from it
 
