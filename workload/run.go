@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/target"
+	"github.com/nvmeperf/nvmeperf/verify"
 )
 
 // assignment is one (worker, target) pair of the SPDK-style distribution.
@@ -53,6 +54,11 @@ func checkTargets(targets []target.Target, cfg *Config) ([]target.Info, error) {
 		}
 		if cfg.IOSize%int(info.LBASize) != 0 {
 			return nil, fmt.Errorf("workload: I/O size %d: must be a multiple of the LBA size %d of target %s", cfg.IOSize, info.LBASize, info.Name)
+		}
+		if cfg.Verify != VerifyOff {
+			if err := verify.ValidateLBASize(int(info.LBASize)); err != nil {
+				return nil, fmt.Errorf("workload: verify mode %s on target %s: %w", cfg.Verify, info.Name, err)
+			}
 		}
 		if uint64(cfg.IOSize) > info.Capacity {
 			return nil, fmt.Errorf("workload: I/O size %d: larger than the capacity %d bytes of target %s", cfg.IOSize, info.Capacity, info.Name)

@@ -1,9 +1,56 @@
 package workload
 
-import "github.com/nvmeperf/nvmeperf/driver/target"
+import (
+	"github.com/nvmeperf/nvmeperf/driver/target"
+	"github.com/nvmeperf/nvmeperf/verify"
+)
 
-// prepareVerify readies r's buffer for verify mode before submission.
-func (w *worker) prepareVerify(j *job, q target.Queue, r *target.Request) {}
+// maxVerifyReports is how many mismatch descriptions a job keeps in VerifyStats.First.
+const maxVerifyReports = 8
 
-// checkVerify checks a completed read in verify mode.
-func (w *worker) checkVerify(j *job, r *target.Request) {}
+// prepareVerify readies r's buffer before submission in verify mode: a write carries
+// the verify pattern of its LBAs (seeded with Config.Seed); a read buffer is zeroed so
+// that stale data from an earlier I/O cannot pass for what the device returned.
+func (w *worker) prepareVerify(j *job, q target.Queue, r *target.Request) {
+	if w.cfg.Verify == VerifyOff {
+		return
+	}
+	buf := q.Buffer(r.Buf)[:r.Length]
+	if r.Op == target.OpWrite {
+		verify.Fill(buf, int(j.info.LBASize), r.Offset/uint64(j.info.LBASize), w.cfg.Seed)
+		return
+	}
+	clear(buf)
+}
+
+// checkVerify checks every block of a successful read. Blocks that read as zeros
+// count as Unwritten; in write-check mode that is normal (the run has not written them
+// yet), in read-only mode it is a failure and is reported like a mismatch.
+func (w *worker) checkVerify(j *job, r *target.Request) {
+	if w.cfg.Verify == VerifyOff {
+		return
+	}
+	lbaSize := int(j.info.LBASize)
+	buf := j.queues[r.Tag%w.cfg.qpairs()].Buffer(r.Buf)[:r.Length]
+	lba := r.Offset / uint64(lbaSize)
+	v := &j.verify
+	for off := 0; off+lbaSize <= len(buf); off += lbaSize {
+		v.Checked++
+		ok, m := verify.CheckBlock(buf[off:off+lbaSize], lba, w.cfg.Seed)
+		lba++
+		if ok {
+			continue
+		}
+		if m.Kind == verify.KindUnwritten {
+			v.Unwritten++
+			if w.cfg.Verify != VerifyReadOnly {
+				continue
+			}
+		} else {
+			v.Mismatched++
+		}
+		if len(v.First) < maxVerifyReports {
+			v.First = append(v.First, m.String()) // only on a failed check, never per I/O
+		}
+	}
+}
