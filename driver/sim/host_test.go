@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/binary"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,14 +155,19 @@ func (q *hostQueue) reap(ring bool) (spec.Completion, bool) {
 func (q *hostQueue) wait(t testing.TB) spec.Completion {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
-	for {
+	for i := 0; ; i++ {
 		if cqe, ok := q.reap(true); ok {
 			return cqe
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("queue %d: timed out waiting for a completion", q.qid)
 		}
-		time.Sleep(time.Microsecond)
+		// Spin a little (Go's short sleeps can last a millisecond), then back off.
+		if i < 1000 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
 	}
 }
 
