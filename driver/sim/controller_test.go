@@ -7,6 +7,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 )
 
@@ -569,4 +571,79 @@ func TestAsyncEventRequestsHeld(t *testing.T) {
 	}
 	wantStatus(t, "AER over the limit", st(h.adminCmd(adminOp(spec.AdminAsyncEventRequest))), specific(spec.SCAsyncEventLimitExceeded))
 	wantStatus(t, "keep alive with AERs held", st(h.adminCmd(adminOp(spec.AdminKeepAlive))), spec.StatusSuccess)
+}
+
+// A PRP list may start mid-page; it then has fewer slots before its page ends, and the
+// last of them chains to the next list page.
+func TestPRPListMidPageChain(t *testing.T) {
+	h := newHost(t, testConfig())
+	q := h.ioQueue(1, 8, 8)
+	src := h.mustAlloc(5 * 4096)
+	dst := h.mustAlloc(5 * 4096)
+	fillPattern(src.Bytes, 42)
+	lists := h.mustAlloc(2 * 4096)
+	// First list page: two slots at its end (one data page, then the chain pointer).
+	build := func(cmd *spec.Command, data uint64) {
+		first := lists.Bytes[4096-16:]
+		binary.LittleEndian.PutUint64(first[0:], data+4096)
+		binary.LittleEndian.PutUint64(first[8:], lists.Addr+4096)
+		second := lists.Bytes[4096:]
+		for i := 0; i < 3; i++ {
+			binary.LittleEndian.PutUint64(second[8*i:], data+uint64(2+i)*4096)
+		}
+		cmd.PRP1 = data
+		cmd.PRP2 = lists.Addr + 4096 - 16
+	}
+	w := ioCmd(spec.IOWrite, 1, 40, 5)
+	build(&w, src.Addr)
+	wantStatus(t, "write", st(h.run(q, w)), spec.StatusSuccess)
+	r := ioCmd(spec.IORead, 1, 40, 5)
+	build(&r, dst.Addr)
+	wantStatus(t, "read", st(h.run(q, r)), spec.StatusSuccess)
+	if !bytes.Equal(src.Bytes, dst.Bytes) {
+		t.Error("data through a mid-page chained PRP list differs")
+	}
+	// A chain pointer with a page offset is rejected.
+	binary.LittleEndian.PutUint64(lists.Bytes[4096-8:], lists.Addr+4096+64)
+	r.PRP2 = lists.Addr + 4096 - 16
+	wantStatus(t, "chain pointer with offset", st(h.run(q, r)), generic(spec.SCPRPOffsetInvalid))
+}
+
+// Deleting an SQ with timed commands outstanding completes them as aborted.
+func TestDeleteSQAbortsPending(t *testing.T) {
+	h := newHost(t, testConfig())
+	q := h.ioQueue(1, 8, 8)
+	if err := h.c.Faults().SetCompletionDelay(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	flush := ioCmd(spec.IOFlush, 1, 0, 1)
+	q.submit(&flush)
+	q.submit(&flush)
+	time.Sleep(2 * time.Millisecond)
+	del := adminOp(spec.AdminDeleteIOSQ)
+	del.CDW10 = 1
+	wantStatus(t, "delete SQ", st(h.adminCmd(del)), spec.StatusSuccess)
+	for i := 0; i < 2; i++ {
+		wantStatus(t, "pending flush", st(q.wait(t)), generic(spec.SCAbortedSQDeletion))
+	}
+}
+
+// An idle controller sleeps: its device thread must not burn a core.
+func TestIdleControllerSleeps(t *testing.T) {
+	h := newHost(t, testConfig())
+	h.ioQueue(1, 8, 8)
+	time.Sleep(20 * time.Millisecond) // let the back-off reach its longest sleep
+	var before, after unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
+		t.Skip("getrusage:", err)
+	}
+	const window = 200 * time.Millisecond
+	time.Sleep(window)
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
+		t.Fatal(err)
+	}
+	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
+	if cpu > window/5 {
+		t.Errorf("idle controller used %v of CPU in %v", cpu, window)
+	}
 }
