@@ -25,6 +25,7 @@ type TextOptions struct {
 var summaryCutoffs = []float64{1, 10, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.9, 99.99, 99.999, 99.9999, 99.99999}
 
 const (
+	headerLabel = "Device Information"
 	ruleTable   = "========================================================"
 	ruleSummary = "================================================================================="
 	ruleBuckets = "=============================================================================="
@@ -73,6 +74,9 @@ func writeText(b *strings.Builder, res workload.Result, opts TextOptions) {
 	if opts.Mixed {
 		labelWidth += opWidth
 	}
+	// SPDK lets a name shorter than 5 characters push the header out of line; keep the
+	// colons aligned instead.
+	labelWidth = max(labelWidth, len(headerLabel))
 	label := func(j workload.Job, op string) string {
 		l := fmt.Sprintf("%-*.*s from core %2d", nameWidth, nameWidth, j.Target.Name, j.Core)
 		if opts.Mixed {
@@ -87,7 +91,7 @@ func writeText(b *strings.Builder, res workload.Result, opts TextOptions) {
 
 	b.WriteString(ruleTable + "\n")
 	fmt.Fprintf(b, "%*s\n", labelWidth+47, "Latency(us)")
-	fmt.Fprintf(b, "%-*s: %10s %10s %10s %10s %10s\n", labelWidth, "Device Information",
+	fmt.Fprintf(b, "%-*s: %10s %10s %10s %10s %10s\n", labelWidth, headerLabel,
 		"IOPS", "MiB/s", "Average", "min", "max")
 	for i, j := range res.Jobs {
 		row(label(j, ""), jobs[i].all)

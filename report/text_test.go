@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nvmeperf/nvmeperf/driver/target"
 	"github.com/nvmeperf/nvmeperf/workload"
 )
 
@@ -254,4 +255,35 @@ func fmtSscanBucket(line string, lo, hi, pct *float64, count *int64) (int, error
 		return 3, err
 	}
 	return 4, nil
+}
+
+func TestTextEdgeCases(t *testing.T) {
+	// No jobs at all, and a device with a very short name: still a well-formed table.
+	for name, res := range map[string]workload.Result{
+		"no jobs":    {},
+		"short name": {Duration: 1e9, Jobs: []workload.Job{{Target: target.Info{Name: "d"}, Read: readSide(t, 512, []int64{1000})}}},
+	} {
+		var b bytes.Buffer
+		if err := WriteText(&b, res, TextOptions{LatencySummary: true, Buckets: true, Mixed: true}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		text := b.String()
+		total := tableRow(t, text, "Total")
+		if want := float64(len(res.Jobs)); total[0] != want {
+			t.Errorf("%s: total IOPS %v, want %v", name, total[0], want)
+		}
+		lines := strings.Split(text, "\n")
+		colon := strings.Index(lines[2], ": ")
+		for _, l := range lines[3:] {
+			if strings.HasPrefix(l, "Total") || strings.Contains(l, "from core") && strings.Contains(l, ".") {
+				if len(l) <= colon+1 || l[colon:colon+2] != ": " {
+					t.Errorf("%s: row %q not aligned with the header's colon at %d", name, l, colon)
+				}
+			}
+		}
+		d := Build(Meta{}, res, "")
+		if err := WriteJSON(&bytes.Buffer{}, d); err != nil {
+			t.Errorf("%s: JSON: %v", name, err)
+		}
+	}
 }
