@@ -2,9 +2,12 @@ package sim
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
@@ -342,5 +345,107 @@ func TestNANDWriteCacheThrottles(t *testing.T) {
 	// A flush waits for whatever is cached.
 	if f := m.flush(int64(time.Second)); f < int64(time.Second)+int64(100*time.Microsecond) {
 		t.Errorf("flush with a page cached done at %d", f)
+	}
+}
+
+// Several host threads, each with its own queue pair, write and read back their own
+// blocks while faults are toggled from another goroutine.
+func TestConcurrentQueues(t *testing.T) {
+	h := newHost(t, testConfig())
+	const queues, rounds = 4, 100
+	type worker struct {
+		q        *hostQueue
+		src, dst bus.Buffer
+		w, r     spec.Command
+	}
+	workers := make([]*worker, queues)
+	for i := range workers {
+		wk := &worker{q: h.ioQueue(uint16(i+1), 16, 16), src: h.mustAlloc(8192), dst: h.mustAlloc(8192)}
+		fillPattern(wk.src.Bytes, byte(i))
+		wk.w = ioCmd(spec.IOWrite, 1, uint64(i)*64, 2)
+		h.prps(&wk.w, wk.src.Addr, 8192)
+		wk.r = ioCmd(spec.IORead, 1, uint64(i)*64, 2)
+		h.prps(&wk.r, wk.dst.Addr, 8192)
+		workers[i] = wk
+	}
+	stop := make(chan struct{})
+	toggled := make(chan struct{})
+	go func() {
+		defer close(toggled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = h.c.Faults().FailLBARange(1, 1<<20, 1, spec.MakeStatus(spec.SCTMediaDataIntegrity, spec.SCUnrecoveredReadError))
+			_ = h.c.Faults().SetCompletionDelay(time.Microsecond)
+			_ = h.c.Stats()
+			time.Sleep(100 * time.Microsecond)
+			h.c.Faults().Clear()
+		}
+	}()
+	errs := make(chan string, queues)
+	for _, wk := range workers {
+		go func(wk *worker) {
+			for round := 0; round < rounds; round++ {
+				for _, cmd := range []*spec.Command{&wk.w, &wk.r} {
+					wk.q.submit(cmd)
+					deadline := time.Now().Add(waitLimit)
+					for {
+						cqe, ok := wk.q.reap(true)
+						if ok {
+							if !st(cqe).OK() {
+								errs <- st(cqe).String()
+								return
+							}
+							break
+						}
+						if time.Now().After(deadline) {
+							errs <- "timed out"
+							return
+						}
+						runtime.Gosched()
+					}
+				}
+				if !bytes.Equal(wk.src.Bytes, wk.dst.Bytes) {
+					errs <- "data mismatch"
+					return
+				}
+				clear(wk.dst.Bytes)
+			}
+			errs <- ""
+		}(wk)
+	}
+	for range workers {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+	close(stop)
+	<-toggled
+	if s := h.c.Stats(); s.Writes != queues*rounds || s.Reads != queues*rounds {
+		t.Errorf("stats %+v, want %d reads and writes", s, queues*rounds)
+	}
+}
+
+func TestPinnedDeviceThread(t *testing.T) {
+	cfg := testConfig()
+	cfg.CPUs = []int{0}
+	h := newHost(t, cfg) // brings the controller up from a thread pinned to CPU 0
+	if st := st(h.adminCmd(adminOp(spec.AdminKeepAlive))); !st.OK() {
+		t.Fatal(st)
+	}
+	var online unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &online); err != nil {
+		t.Skip(err)
+	}
+	cfg.CPUs = []int{1023}
+	if online.IsSet(1023) {
+		t.Skip("CPU 1023 exists here")
+	}
+	if c, err := New(cfg); err == nil {
+		c.Close()
+		t.Error("New pinned to a CPU that does not exist succeeded")
 	}
 }
