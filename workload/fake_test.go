@@ -13,6 +13,7 @@ var (
 	errInjected     = errors.New("fake: injected I/O error")
 	errDeviceFailed = errors.New("fake: device failed")
 	errAborted      = errors.New("fake: aborted by device failure")
+	errRefused      = errors.New("fake: submission refused")
 )
 
 // fakeTarget is an in-memory target.Target for engine tests: its queues complete
@@ -27,6 +28,7 @@ type fakeTarget struct {
 	stuckAt   uint64                                        // stop completing after this many; 0 = never
 	record    bool                                          // keep every submission's op and offset
 	openErr   error
+	refuseAt  uint64 // Submit refuses the request after this many were accepted; 0 = never
 	store     []byte // when set, reads and writes move data to and from it
 
 	mu     sync.Mutex
@@ -98,6 +100,9 @@ func (q *fakeQueue) Buffer(i int) []byte { return q.bufs[i] }
 func (q *fakeQueue) Submit(r *target.Request) error {
 	if q.failed || q.closed {
 		return errDeviceFailed
+	}
+	if q.t.refuseAt > 0 && q.t.submitted.Load() >= q.t.refuseAt {
+		return errRefused
 	}
 	if q.used == len(q.ring) {
 		return errors.New("fake: queue over depth")

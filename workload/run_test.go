@@ -375,6 +375,23 @@ func TestDeviceFailureKeepsPartialStats(t *testing.T) {
 	}
 }
 
+func TestSubmitFailureEndsTarget(t *testing.T) {
+	ft := newFakeTarget("f", 1<<20, 512)
+	ft.refuseAt = 100
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Duration: 10 * time.Second}
+	begin := time.Now()
+	res := run(t, cfg, ft)
+	if !errors.Is(res.Err, errRefused) || !strings.Contains(res.Err.Error(), "submit read") {
+		t.Fatalf("Err %v, want the refused submission", res.Err)
+	}
+	if el := time.Since(begin); el > 5*time.Second {
+		t.Errorf("run went on for %v with its only target broken", el)
+	}
+	if reads, _, errs := totals(res); reads != 100 || errs != 0 {
+		t.Errorf("%d reads %d errors, want the 100 accepted ones completed", reads, errs)
+	}
+}
+
 func TestCancelInterruptsAndDrains(t *testing.T) {
 	ft := newFakeTarget("f", 1<<20, 512)
 	ft.latency = 200 * time.Microsecond
