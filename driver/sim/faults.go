@@ -121,7 +121,8 @@ func (f *Faults) Clear() {
 }
 
 // ioFault reports the status an armed fault forces on an I/O command, with ok false when
-// none applies. count says whether the command counts for FailNthIO.
+// none applies. hasRange says whether slba/nlb are an LBA range (Read, Write, Write
+// Zeroes) that FailLBARange applies to.
 func (f *Faults) ioFault(armed uint32, nsid uint32, slba, nlb uint64, hasRange bool) (spec.Status, bool) {
 	if armed&faultNth != 0 {
 		if f.nthSeen.Add(1) == f.nthTarget.Load() {

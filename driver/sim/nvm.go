@@ -98,6 +98,16 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 	op := spec.IOOpcode(cmd.Opcode())
 	var st spec.Status
 	var due int64
+	// Every I/O command counts for FailNthIO, valid or not.
+	armed := c.faults.armed.Load()
+	if armed&(faultNth|faultLBA) != 0 {
+		slba, nlb := ioRange(cmd)
+		hasRange := op == spec.IORead || op == spec.IOWrite || op == spec.IOWriteZeroes
+		if fst, hit := c.faults.ioFault(armed, cmd.NSID, slba, nlb, hasRange); hit {
+			c.complete(sq, cmd, fst, 0, c.delayed(armed, 0))
+			return
+		}
+	}
 	switch op {
 	case spec.IORead, spec.IOWrite, spec.IOFlush, spec.IOWriteZeroes, spec.IODatasetManagement:
 	default:
@@ -112,16 +122,6 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 		return
 	} else {
 		ns = c.namespaces[cmd.NSID-1]
-	}
-
-	armed := c.faults.armed.Load()
-	if armed&(faultNth|faultLBA) != 0 {
-		slba, nlb := ioRange(cmd)
-		hasRange := op == spec.IORead || op == spec.IOWrite || op == spec.IOWriteZeroes
-		if fst, hit := c.faults.ioFault(armed, cmd.NSID, slba, nlb, hasRange); hit {
-			c.complete(sq, cmd, fst, 0, c.delayed(armed, 0))
-			return
-		}
 	}
 
 	switch op {
