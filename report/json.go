@@ -36,6 +36,7 @@ const (
 	StatusOK            = "ok"
 	StatusInterrupted   = "interrupted"
 	StatusIOErrors      = "io_errors"
+	StatusVerifyFailed  = "verify_failed" // verify mode found blocks that do not match
 	StatusDeviceFailed  = "device_failed" // written as "device_failed: <why>"
 	StatusError         = "error"         // written as "error: <why>"
 	HistogramEncoding   = "hdrhistogram-v2-compressed-base64"
@@ -248,8 +249,8 @@ func (ps Percentiles) At(p float64) (int64, bool) {
 // Build makes the document for a run. It is deterministic given meta and res: the
 // start time comes from res.Start and the host from meta.Host.
 //
-// status is "ok", "interrupted", "io_errors", "device_failed: <why>" or
-// "error: <why>"; an empty status is derived from res (Err, Interrupted, error
+// status is "ok", "interrupted", "io_errors", "verify_failed", "device_failed: <why>"
+// or "error: <why>"; an empty status is derived from res (Err, Interrupted, error
 // counts). A failed run still gives a complete document with what was measured, and
 // "error" holds res.Err or the reason of a failure status.
 func Build(meta Meta, res workload.Result, status string) Document {
