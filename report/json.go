@@ -250,8 +250,8 @@ func (ps Percentiles) At(p float64) (int64, bool) {
 // start time comes from res.Start and the host from meta.Host.
 //
 // status is "ok", "interrupted", "io_errors", "verify_failed", "device_failed: <why>"
-// or "error: <why>"; an empty status is derived from res (Err, Interrupted, error
-// counts). A failed run still gives a complete document with what was measured, and
+// or "error: <why>"; an empty status is derived from res (Err, verify mismatches,
+// Interrupted, error counts). A failed run still gives a complete document with what was measured, and
 // "error" holds res.Err or the reason of a failure status.
 func Build(meta Meta, res workload.Result, status string) Document {
 	d := Document{
@@ -327,12 +327,12 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		d.Total.Verify = &totalVerify
 	}
 
-	d.Status, d.Error = statusOf(status, res, a.errors)
+	d.Status, d.Error = statusOf(status, res, a.errors, totalVerify.Mismatched)
 	return d
 }
 
 // statusOf derives or normalizes the status and the error text.
-func statusOf(status string, res workload.Result, ioErrors uint64) (string, string) {
+func statusOf(status string, res workload.Result, ioErrors, mismatches uint64) (string, string) {
 	errText := ""
 	if res.Err != nil {
 		errText = res.Err.Error()
@@ -341,6 +341,8 @@ func statusOf(status string, res workload.Result, ioErrors uint64) (string, stri
 		switch {
 		case res.Err != nil:
 			status = StatusError + ": " + errText
+		case mismatches > 0:
+			status = StatusVerifyFailed
 		case res.Interrupted:
 			status = StatusInterrupted
 		case ioErrors > 0:

@@ -368,8 +368,8 @@ func TestJSONVerifyBlocks(t *testing.T) {
 	cfg := randrwConfig()
 	cfg.Verify = true
 	d := Build(fixtureMeta(cfg), verifyResult(t), "")
-	if d.Status != StatusInterrupted {
-		t.Errorf("status %q, want interrupted", d.Status)
+	if d.Status != StatusVerifyFailed {
+		t.Errorf("status %q, want verify_failed (a mismatch outranks the interruption)", d.Status)
 	}
 	v := d.Jobs[0].Verify
 	if v == nil || v.Checked != 5600 || v.Mismatched != 1 || v.Unwritten != 8 || len(v.FirstMismatches) != 1 {
