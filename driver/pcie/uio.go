@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // uioMapper gives DMA memory its physical address from /proc/self/pagemap. The kernel
@@ -58,6 +60,11 @@ func openUIO(c Controller) (*Device, error) {
 		return nil, fmt.Errorf("pcie: %s: opening BAR0 (resource0): %w%s", c.Address, err, permissionHint(err))
 	}
 	d.onClose(res.Close)
+	// UIO has no owner like a VFIO group: an advisory lock keeps two nvmeperf processes
+	// (or two Opens) from driving one controller.
+	if err := unix.Flock(int(res.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return d.fail(fmt.Errorf("pcie: %s is in use by another nvmeperf (lock on resource0: %w)", c.Address, err))
+	}
 	st, err := res.Stat()
 	if err != nil {
 		return d.fail(fmt.Errorf("pcie: %s: %w", c.Address, err))
