@@ -65,6 +65,7 @@ type Config struct {
 	ReadyDelay    time.Duration // time from CC.EN=1 to CSTS.RDY=1, and back (rdydelay)
 	Timeout       uint8         // CAP.TO in 500 ms units (to)
 	CPUs          []int         // CPUs the device thread is pinned to; empty = not pinned (cpus)
+	Faults        FaultConfig   // fault injection armed at creation (failnth, faillba, ...)
 }
 
 // DefaultConfig is one 1 GiB namespace of 4 KiB blocks on a null-model controller with
@@ -129,6 +130,9 @@ func badValue(key, val, want string) error {
 }
 
 func (cfg *Config) set(key, val string) error {
+	if ok, err := cfg.setFault(key, val); ok {
+		return err
+	}
 	switch key {
 	case "namespaces":
 		n, err := parseInt(val, 1, maxNamespaces)
@@ -243,7 +247,7 @@ func (cfg *Config) set(key, val string) error {
 		}
 		cfg.CPUs = cpus
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, failnth, faillba, failnsid, failstatus, faildelay, fatalafter)", key)
 	}
 	return nil
 }

@@ -93,6 +93,7 @@ type Controller struct {
 	identCtrl  []byte
 	namespaces []*namespace
 	nand       *nandModel
+	fatalTimer *time.Timer // fatalafter fault
 }
 
 // New validates cfg, maps BAR0 and the data store, and starts the device thread.
@@ -151,6 +152,10 @@ func New(cfg Config) (*Controller, error) {
 		c.releaseMemory()
 		return nil, err
 	}
+	if err := c.armFaults(); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -200,6 +205,9 @@ func (c *Controller) Close() error {
 		return nil
 	}
 	c.closed = true
+	if c.fatalTimer != nil {
+		c.fatalTimer.Stop()
+	}
 	c.stop.Store(true)
 	<-c.done
 	return c.releaseMemory()

@@ -1,0 +1,56 @@
+package sim
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+)
+
+func TestFaultKeys(t *testing.T) {
+	cfg, err := ParseOptions(map[string]string{"failnth": "5", "faillba": "100-199", "failnsid": "1",
+		"failstatus": "2/0x81", "faildelay": "1ms", "fatalafter": "2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Faults
+	want := spec.MakeStatus(spec.SCTMediaDataIntegrity, spec.SCUnrecoveredReadError)
+	if f.NthIO != 5 || f.LBAFirst != 100 || f.LBACount != 100 || f.LBANSID != 1 || f.Status != want ||
+		f.Delay != time.Millisecond || f.FatalAfter != 2*time.Second {
+		t.Fatalf("faults %v", f)
+	}
+	if cfg, err := ParseOptions(map[string]string{"failstatus": "write-fault"}); err != nil ||
+		cfg.Faults.Status.SC() != spec.SCWriteFault {
+		t.Fatalf("named status: %v %v", cfg.Faults.Status, err)
+	}
+	bad := map[string]string{
+		"failnth": "0", "faillba": "9-3", "failnsid": "x", "failstatus": "0/0", "faildelay": "-1s", "fatalafter": "2h",
+	}
+	for k, v := range bad {
+		_, err := ParseOptions(map[string]string{k: v})
+		if err == nil || !strings.Contains(err.Error(), `key "`+k+`"`) || !strings.Contains(err.Error(), v) {
+			t.Errorf("%s:%s gave %v", k, v, err)
+		}
+	}
+}
+
+func TestFatalAfterSetsCFS(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NamespaceSize = 1 << 20
+	cfg.Faults.FatalAfter = 20 * time.Millisecond
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Enable the controller so CSTS reflects the fault.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if c.faults.armed.Load()&faultFatal != 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("fatalafter never armed the fatal fault")
+}
