@@ -371,8 +371,12 @@ func TestControllerFailureCompletesOutstanding(t *testing.T) {
 	d.regs[spec.RegCSTS] |= uint32(spec.CSTSFatal)
 	d.mu.Unlock()
 	var perr error
-	for i := 0; i < 1<<17 && perr == nil; i++ {
+	start := time.Now()
+	for perr == nil && time.Since(start) < 5*time.Second {
 		_, perr = q.Poll()
+	}
+	if waited := time.Since(start); waited < healthCheckInterval || waited > 2*time.Second {
+		t.Errorf("failure noticed after %v, want about %v of silence", waited, healthCheckInterval)
 	}
 	if !errors.Is(perr, ErrFailed) || !strings.Contains(perr.Error(), "fatal") {
 		t.Fatalf("Poll after CFS: %v", perr)

@@ -3,6 +3,7 @@ package nvme
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
@@ -46,6 +47,10 @@ type request struct {
 	active bool
 }
 
+// healthCheckInterval is how long a queue pair with commands outstanding waits for a
+// completion before it reads CSTS to see whether the controller died.
+const healthCheckInterval = 200 * time.Millisecond
+
 // QPair is an I/O (or the admin) submission/completion queue pair. It is owned by
 // exactly one goroutine: no method is safe for concurrent use.
 type QPair struct {
@@ -77,6 +82,7 @@ type QPair struct {
 	maxCompletions int
 	maxTransfer    int
 	idlePolls      uint32
+	idleSince      time.Time // start of the current run of empty polls (sampled)
 
 	failed error
 	stats  QPairStats
@@ -293,6 +299,7 @@ func (q *QPair) Poll() (n int, err error) {
 	}
 	if n > 0 {
 		q.idlePolls = 0
+		q.idleSince = time.Time{}
 		q.writeDoorbell(q.cqDB, q.cqDBOff, uint32(q.cqHead))
 		q.stats.CQDoorbells++
 		// Completions freed SQ slots: move waiting commands in.
@@ -302,12 +309,19 @@ func (q *QPair) Poll() (n int, err error) {
 			q.swqCount--
 		}
 	} else if q.inflight > 0 {
-		// Nothing came back: every so often make sure the controller is still alive,
-		// so a dead device ends the run instead of hanging it.
+		// Nothing came back: when nothing has for a while, make sure the controller is
+		// still alive, so a dead device ends the run instead of hanging it. The clock is
+		// read only every 256 empty polls.
 		q.idlePolls++
-		if q.idlePolls&0xFFFF == 0 {
-			if err := q.ctrl.checkAlive(); err != nil {
-				return 0, q.fail(err)
+		if q.idlePolls&0xFF == 0 {
+			now := time.Now()
+			if q.idleSince.IsZero() {
+				q.idleSince = now
+			} else if now.Sub(q.idleSince) >= healthCheckInterval {
+				q.idleSince = now
+				if err := q.ctrl.checkAlive(); err != nil {
+					return 0, q.fail(err)
+				}
 			}
 		}
 	}
