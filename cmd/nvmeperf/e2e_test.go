@@ -275,3 +275,94 @@ func TestE2EVerifyRoundTripOnSim(t *testing.T) {
 		t.Fatalf("verify totals %+v", d.Total.Verify)
 	}
 }
+
+func TestE2EContinueOnErrorCountsInjectedErrors(t *testing.T) {
+	// 100 of the namespace's 4096 blocks fail reads: -Q counts the errors and goes on.
+	r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-d", "20000", "-t", "30", "-Q",
+		"-r", sim("nssize:16m faillba:0-99 failstatus:read-error"), "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d with -Q: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	errs, ios := d.Total.All.Errors, d.Total.All.IOs
+	if errs == 0 || ios+errs != 20000 {
+		t.Fatalf("errors %d, ios %d: want both, summing to -d 20000", errs, ios)
+	}
+	if share := float64(errs) / 20000; share < 0.01 || share > 0.045 {
+		t.Errorf("error share %.4f, want about 100/4096", share)
+	}
+	// Without -Q the first error ends the run: exit 1 and status io_errors.
+	r = runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "30",
+		"-r", sim("nssize:16m faillba:0-99"), "--output-format", "json")
+	if r.code != exitFailed {
+		t.Fatalf("exit %d without -Q, want %d", r.code, exitFailed)
+	}
+	d = decodeDoc(t, r.stdout)
+	if d.Status != "io_errors" || !strings.Contains(d.Error, "unrecovered read error") || d.Total.All.Errors == 0 {
+		t.Errorf("status %q error %q errors %d", d.Status, d.Error, d.Total.All.Errors)
+	}
+	if r.wall > 10*time.Second {
+		t.Errorf("run with an error took %v to stop", r.wall)
+	}
+}
+
+func TestE2EDeviceFailureGivesPartialResults(t *testing.T) {
+	r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "30",
+		"-r", sim("nssize:16m fatalafter:700ms"), "--output-format", "json")
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want %d: %s", r.code, exitFailed, r.stderr)
+	}
+	if r.wall > 15*time.Second {
+		t.Errorf("a failed device took %v to end the run", r.wall)
+	}
+	d := decodeDoc(t, r.stdout)
+	if !strings.HasPrefix(d.Status, "device_failed") || !strings.Contains(d.Error, "fatal") {
+		t.Errorf("status %q error %q", d.Status, d.Error)
+	}
+	if d.Total.All.IOs == 0 {
+		t.Error("no partial results before the failure")
+	}
+}
+
+// TestE2EZipfSkewOnAFile writes the same number of random blocks to a file with and
+// without zipf, then counts with verify-image how many distinct blocks got written:
+// zipf's hot set makes far fewer blocks distinct than uniform offsets do.
+func TestE2EZipfSkewOnAFile(t *testing.T) {
+	distinct := func(extra ...string) uint64 {
+		file := filepath.Join(t.TempDir(), "zipf.dat")
+		args := append([]string{"-q", "16", "-o", "4k", "-w", "randwrite", "-d", "4000", "-t", "60", "--verify",
+			"--size", "64m", "--output-format", "json", file}, extra...)
+		r := runBinary(t, args...)
+		if r.code != 0 {
+			if strings.Contains(r.stderr, "io_uring") && (strings.Contains(r.stderr, "not supported") || strings.Contains(r.stderr, "disabled")) {
+				t.Skipf("io_uring unavailable here: %s", r.stderr)
+			}
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		d := decodeDoc(t, r.stdout)
+		if d.Total.Write.IOs != 4000 {
+			t.Fatalf("wrote %d blocks, want 4000", d.Total.Write.IOs)
+		}
+		lba := d.Devices[0].LBASize
+		v := runBinary(t, "verify-image", "--seed", "1", "--lba-size", fmt.Sprint(lba), file)
+		if v.code != 0 {
+			t.Fatalf("verify-image exit %d: %s %s", v.code, v.stdout, v.stderr)
+		}
+		var blocks, verified, unwritten, mismatched uint64
+		if _, err := fmt.Sscanf(v.stdout[strings.Index(v.stdout, ": ")+2:], "%d blocks of %d B: %d verified, %d unwritten, %d mismatched",
+			&blocks, new(int), &verified, &unwritten, &mismatched); err != nil {
+			t.Fatalf("verify-image output %q: %v", v.stdout, err)
+		}
+		// Each 4 KiB I/O covers 4096/lba blocks.
+		return verified / uint64(4096/lba)
+	}
+	uniform := distinct()
+	zipf := distinct("-F", "1.2")
+	t.Logf("distinct 4 KiB slots written by 4000 random writes over 16384: uniform %d, zipf(1.2) %d", uniform, zipf)
+	if uniform < 3000 || uniform > 4000 {
+		t.Errorf("uniform wrote %d distinct slots, want about 3540 (16384 × (1 − e^(−4000/16384)))", uniform)
+	}
+	if zipf*2 > uniform {
+		t.Errorf("zipf(1.2) wrote %d distinct slots, not clearly fewer than uniform's %d", zipf, uniform)
+	}
+}

@@ -16,6 +16,7 @@ func (a *app) openKernel(path string, p *plan, fileSize int64) (target.Target, e
 	t, err := uring.Open(path, uring.Options{
 		SQPoll:           a.opts.sqpoll,
 		IOPoll:           a.opts.hipri,
+		Passthrough:      a.opts.passthru,
 		AllowDestructive: a.opts.allowDestruct,
 		Size:             fileSize,
 		Writes:           writes,

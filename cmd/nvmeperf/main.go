@@ -93,6 +93,8 @@ built-in simulated controller when the machine has no NVMe at all.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
+		// Arguments are kernel devices and files, not subcommands.
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.bench(cmd, args)
 		},
@@ -126,6 +128,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.StringVar(&o.fileSize, "size", "", "size to create or extend a regular file target to (e.g. 1g)")
 	f.BoolVar(&o.sqpoll, "sqpoll", false, "io_uring: kernel submission polling thread (SQPOLL)")
 	f.BoolVar(&o.hipri, "hipri", false, "io_uring: polled completions (IOPOLL); needs poll queues on the device")
+	f.BoolVar(&o.passthru, "passthru", false, "io_uring: send NVMe commands through /dev/ngXnY (automatic for /dev/ngXnY)")
 	f.StringArrayVar(&o.labels, "label", nil, "key=value recorded in the JSON config (repeatable), e.g. --label ci_job=42")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress line or notices on stderr")
 	o.set = func(name string) bool { return f.Changed(name) }

@@ -48,6 +48,7 @@ type options struct {
 	allowDestruct  bool
 	fileSize       string
 	sqpoll, hipri  bool
+	passthru       bool
 	labels         []string
 	quiet          bool
 
