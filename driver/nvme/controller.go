@@ -205,8 +205,8 @@ func (c *Controller) identify() error {
 	if c.ident.SQES&0xF > spec.SQESizeLog || c.ident.CQES&0xF > spec.CQESizeLog {
 		return fmt.Errorf("nvme: controller requires SQ/CQ entries of 2^%d/2^%d bytes; nvmeperf uses 64/16", c.ident.SQES&0xF, c.ident.CQES&0xF)
 	}
-	if mt := c.ident.MaxTransferBytes(4096 << c.cap.MPSMIN()); mt > 0 && mt < uint64(c.maxTransfer) {
-		c.maxTransfer = int(mt)
+	if mt := c.ident.MaxTransferBytes(4096 << c.cap.MPSMIN()); mt > 0 {
+		c.maxTransfer = int(min(mt, 1<<30))
 	}
 	// Number of queues: ask, and take what is granted.
 	want := uint16(c.opts.IOQueues)
