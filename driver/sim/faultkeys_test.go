@@ -44,13 +44,15 @@ func TestFatalAfterSetsCFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// Enable the controller so CSTS reflects the fault.
-	deadline := time.Now().Add(2 * time.Second)
+	if spec.CSTS(c.Registers().Read32(spec.RegCSTS)).CFS() {
+		t.Fatal("CFS set before fatalafter elapsed")
+	}
+	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		if c.faults.armed.Load()&faultFatal != 0 {
+		if spec.CSTS(c.Registers().Read32(spec.RegCSTS)).CFS() {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("fatalafter never armed the fatal fault")
+	t.Fatal("CSTS.CFS never set after fatalafter")
 }
