@@ -122,7 +122,7 @@ holder_name() {
 
 # in_use ADDR: prints why the controller's namespaces are in use; nothing when free.
 in_use() {
-	local blk dev devt mp h pid fd target sw reasons=()
+	local blk dev devt mp mps h pid fd target sw reasons=()
 	local devs=() chars
 	for blk in $(block_devices "$1"); do
 		devs+=("$blk")
@@ -132,10 +132,15 @@ in_use() {
 	done
 	for dev in "${devs[@]}"; do
 		devt=$(cat "$SYS/class/block/$dev/dev" 2>/dev/null || true)
-		if [[ -n $devt ]]; then
+		if [[ -z $devt ]]; then
+			reasons+=("cannot read the device number of /dev/$dev, so cannot tell whether it is in use")
+		else
+			# mountinfo names the device by major:minor, whatever path was mounted.
+			mps=$(awk -v d="$devt" '$3 == d {print $5}' /proc/self/mountinfo) ||
+				reasons+=("cannot read /proc/self/mountinfo, so cannot tell whether /dev/$dev is mounted")
 			while read -r mp; do
-				reasons+=("/dev/$dev is mounted on $mp")
-			done < <(awk -v d="$devt" '$3 == d {print $5}' /proc/self/mountinfo)
+				[[ -n $mp ]] && reasons+=("/dev/$dev is mounted on $mp")
+			done <<<"$mps"
 		fi
 		if [[ -r /proc/swaps ]]; then
 			while read -r sw _; do

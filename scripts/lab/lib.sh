@@ -48,13 +48,32 @@ bind_userspace() {
 	[ "$(driver_of "$LAB_VFIO_ADDR")" = "$LAB_USERSPACE_DRIVER" ] || fail "$LAB_VFIO_ADDR bound to $(driver_of "$LAB_VFIO_ADDR"), want $LAB_USERSPACE_DRIVER"
 }
 
-# bind_kernel: the lab-vfio controller back on the nvme driver, its block device present.
-bind_kernel() {
-	check "reset $LAB_VFIO_ADDR" env PCI_ALLOWED="$LAB_VFIO_ADDR" "$LAB_SETUP" reset
-	local i
+# blk_by_serial SERIAL: the block device (nvmeXnY) of the kernel-bound controller with
+# SERIAL, waiting up to 10 s for it; names can change across a rebind.
+blk_by_serial() {
+	local c e i
 	for i in $(seq 1 100); do
-		[ -b "/dev/$LAB_VFIO_BLK" ] && return 0
+		for c in /sys/class/nvme/nvme*; do
+			[ "$(tr -d ' ' <"$c/serial" 2>/dev/null)" = "$1" ] || continue
+			for e in "$c"/nvme*; do
+				e=$(basename "$e")
+				if [[ $e =~ ^nvme([0-9]+)c[0-9]+n([0-9]+)$ ]]; then
+					e=nvme${BASH_REMATCH[1]}n${BASH_REMATCH[2]}
+				elif [[ ! $e =~ ^nvme[0-9]+n[0-9]+$ ]]; then
+					continue
+				fi
+				[ -b "/dev/$e" ] && { echo "$e"; return 0; }
+			done
+		done
 		sleep 0.1
 	done
-	fail "/dev/$LAB_VFIO_BLK did not come back after reset (waited $((i / 10))s)"
+	echo "LAB-WARN no block device for serial $1 after $((i / 10))s" >&2
+	return 1
+}
+
+# bind_kernel: the lab-vfio controller back on the nvme driver; updates LAB_VFIO_BLK.
+bind_kernel() {
+	check "reset $LAB_VFIO_ADDR" env PCI_ALLOWED="$LAB_VFIO_ADDR" "$LAB_SETUP" reset
+	export LAB_VFIO_BLK
+	LAB_VFIO_BLK=$(blk_by_serial "$LAB_VFIO_SERIAL") || fail "no block device for $LAB_VFIO_ADDR after reset"
 }
