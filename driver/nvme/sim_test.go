@@ -337,3 +337,64 @@ func BenchmarkQPairRoundTripSim(b *testing.B) {
 		}
 	}
 }
+
+func TestSimFlushWriteZeroesDeallocate(t *testing.T) {
+	dev, c := newSim(t, nil)
+	ns := c.Namespace(1)
+	if !ns.SupportsWriteZeroes() || !ns.SupportsDeallocate() {
+		t.Fatalf("sim does not advertise write zeroes / DSM (ONCS %#x)", c.Identify().ONCS)
+	}
+	q, err := c.NewIOQPair(nvme.QPairOptions{Entries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, _ := dev.Allocator().Alloc(8192)
+	write := func(lba uint64) {
+		for i := range buf.Bytes[:4096] {
+			buf.Bytes[i] = 0xA5
+		}
+		var cmd spec.Command
+		ns.WriteCommand(&cmd, lba, 8)
+		if st := do(t, q, &cmd, buf.Slice(0, 4096)); !st.OK() {
+			t.Fatalf("write: %v", st)
+		}
+	}
+	readZero := func(lba uint64) bool {
+		for i := range buf.Bytes[:4096] {
+			buf.Bytes[i] = 0xFF
+		}
+		var cmd spec.Command
+		ns.ReadCommand(&cmd, lba, 8)
+		if st := do(t, q, &cmd, buf.Slice(0, 4096)); !st.OK() {
+			t.Fatalf("read: %v", st)
+		}
+		return bytes.Equal(buf.Bytes[:4096], make([]byte, 4096))
+	}
+	write(100)
+	if readZero(100) {
+		t.Fatal("written blocks read as zeros")
+	}
+	var cmd spec.Command
+	ns.WriteZeroesCommand(&cmd, 100, 8, false)
+	if st := do(t, q, &cmd, bus.Buffer{}); !st.OK() || !readZero(100) {
+		t.Fatalf("write zeroes: %v", st)
+	}
+	write(200)
+	ranges, err := nvme.PutDSMRanges(buf.Slice(4096, 4096), []spec.DSMRange{{NLB: 8, SLBA: 200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.DeallocateCommand(&cmd, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := do(t, q, &cmd, ranges); !st.OK() || !readZero(200) {
+		t.Fatalf("deallocate: %v", st)
+	}
+	ns.FlushCommand(&cmd)
+	if st := do(t, q, &cmd, bus.Buffer{}); !st.OK() {
+		t.Fatalf("flush: %v", st)
+	}
+	if err := ns.DeallocateCommand(&cmd, 0); err == nil {
+		t.Error("a DSM with no ranges was accepted")
+	}
+}
