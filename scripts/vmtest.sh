@@ -245,7 +245,7 @@ check_images() {
 		SKIPS+=("$boot: host image check: nvmeperf has no verify-image subcommand yet")
 		return 0
 	fi
-	if "$WORK/bin/nvmeperf" verify-image --seed "$SEED" --lba-size "$LBA_SIZE" "$WORK/vfio-$boot.raw" >"$WORK/verify-image-$boot.log" 2>&1; then
+	if "$WORK/bin/nvmeperf" verify-image --require-written --seed "$SEED" --lba-size "$LBA_SIZE" "$WORK/vfio-$boot.raw" >"$WORK/verify-image-$boot.log" 2>&1; then
 		log "boot $boot: host verify-image of the lab-vfio disk passed"
 	else
 		FAILURES+=("$boot: host verify-image of the lab-vfio disk failed: $(tail -n 3 "$WORK/verify-image-$boot.log" | tr '\n' ' ')")
