@@ -9,13 +9,15 @@ need_nvmeperf
 bind_userspace
 TRID="trtype:PCIe traddr:$LAB_VFIO_ADDR"
 T=${LAB_PERF_SECONDS:-1}
+# One seed for every write, so the host can verify the whole disk image afterwards.
+SEED=${LAB_SEED:-1}
 
 check "nvmeperf list" "$NVMEPERF" list
 grep -q "$LAB_VFIO_ADDR" "$LAB_OUT" || fail "nvmeperf list does not show $LAB_VFIO_ADDR"
 grep -E "MQES|MDTS|queues|$LAB_VFIO_ADDR" "$LAB_OUT" | while read -r l; do info "list: $l"; done
 
 perf() {
-	check "nvmeperf $*" "$NVMEPERF" --quiet -t "$T" -r "$TRID" "$@"
+	check "nvmeperf $*" "$NVMEPERF" --quiet --seed "$SEED" -t "$T" -r "$TRID" "$@"
 	local iops
 	iops=$(grep -iE 'total|iops' "$LAB_OUT" | tail -n 1)
 	info "$* => ${iops:-?}"
