@@ -292,6 +292,7 @@ func (o *options) validate(allowed []int) (*plan, error) {
 		IOSize:          int(size),
 		QueueDepth:      o.depth,
 		Duration:        dur,
+		NumIOs:          o.numIOs, // per job here; bench scales it by the number of jobs
 		Warmup:          time.Duration(o.warmup * float64(time.Second)),
 		Cores:           cores,
 		QPairsPerTarget: o.qpairs,

@@ -86,6 +86,19 @@ func TestFlagValidation(t *testing.T) {
 	}
 }
 
+func TestNumberOfIOsWithoutTime(t *testing.T) {
+	code, out, errOut := runCLI(t, "-q", "4", "-o", "4k", "-w", "randwrite", "-d", "100", "-r", "trtype:sim nssize:8m", "--output-format", "json")
+	if code != 0 {
+		t.Fatalf("-d without -t: exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		Total struct{ All struct{ IOs uint64 } }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Total.All.IOs != 100 {
+		t.Fatalf("ios %d (%v)", doc.Total.All.IOs, err)
+	}
+}
+
 func TestUsageErrorWithJSONStillGivesADocument(t *testing.T) {
 	code, out, _ := runCLI(t, "-q", "0", "-o", "4k", "-w", "read", "-t", "1", "--output-format", "json")
 	if code != exitUsage {
