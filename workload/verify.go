@@ -23,9 +23,12 @@ func (w *worker) prepareVerify(j *job, q target.Queue, r *target.Request) {
 	clear(buf)
 }
 
-// checkVerify checks every block of a successful read. Blocks that read as zeros
-// count as Unwritten; in write-check mode that is normal (the run has not written them
-// yet), in read-only mode it is a failure and is reported like a mismatch.
+// checkVerify checks every block of a successful read. Blocks this run cannot have
+// written — zeros, data without the verify header, or the pattern of another seed —
+// count as Unwritten: in write-check mode that is normal (a random read may land on a
+// block the run has not written yet, and the device may hold older data), so only
+// blocks that carry this run's header yet hold the wrong LBA or bytes are mismatches.
+// In read-only mode every block must carry the pattern: anything else is reported.
 func (w *worker) checkVerify(j *job, r *target.Request) {
 	if w.cfg.Verify == VerifyOff {
 		return
@@ -41,12 +44,16 @@ func (w *worker) checkVerify(j *job, r *target.Request) {
 		if ok {
 			continue
 		}
-		if m.Kind == verify.KindUnwritten {
+		switch {
+		case m.Kind == verify.KindUnwritten:
 			v.Unwritten++
 			if w.cfg.Verify != VerifyReadOnly {
 				continue
 			}
-		} else {
+		case w.cfg.Verify == VerifyWriteCheck && (m.Kind == verify.KindNoHeader || m.Kind == verify.KindSeed):
+			v.Unwritten++
+			continue
+		default:
 			v.Mismatched++
 		}
 		if len(v.First) < maxVerifyReports {

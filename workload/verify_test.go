@@ -111,3 +111,32 @@ func TestVerifyNoAllocationsPerIO(t *testing.T) {
 		t.Errorf("verify %+v", v)
 	}
 }
+
+// TestVerifyWriteCheckIgnoresForeignData: in write-check mode a random read may land on
+// a block this run has not written, holding anything the device had before — data of
+// another program or another seed's pattern. Such blocks are not mismatches; a block
+// with this run's header and wrong bytes is.
+func TestVerifyWriteCheckIgnoresForeignData(t *testing.T) {
+	const capacity = 16 * 4096
+	ft := storeTarget(capacity)
+	for i := range ft.store[:capacity/2] {
+		ft.store[i] = byte(i*7 + 1) // foreign data, no verify header
+	}
+	verify.Fill(ft.store[capacity/2:], 512, capacity/2/512, 999) // another seed's pattern
+	cfg := Config{Pattern: RandRead, IOSize: 4096, QueueDepth: 4, NumIOs: 200, Duration: 10 * time.Second,
+		Seed: 3, Verify: VerifyWriteCheck}
+	res := run(t, cfg, ft)
+	v := res.Jobs[0].Verify
+	if res.Err != nil || v.Checked != 1600 || v.Mismatched != 0 || v.Unwritten != 1600 {
+		t.Fatalf("foreign data: err %v verify %+v, want 1600 blocks counted unwritten", res.Err, v)
+	}
+	// This run's pattern with a flipped byte is corruption.
+	verify.Fill(ft.store[:4096], 512, 0, 3)
+	ft.store[3*512+77] ^= 0x10
+	cfg.Pattern, cfg.NumIOs = Read, 1
+	res = run(t, cfg, ft)
+	v = res.Jobs[0].Verify
+	if v.Mismatched != 1 || len(v.First) != 1 || !strings.Contains(v.First[0], "LBA 3 offset 77") {
+		t.Fatalf("corrupted block of this run: verify %+v", v)
+	}
+}
