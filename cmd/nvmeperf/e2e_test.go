@@ -307,20 +307,31 @@ func TestE2EContinueOnErrorCountsInjectedErrors(t *testing.T) {
 }
 
 func TestE2EDeviceFailureGivesPartialResults(t *testing.T) {
-	r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "30",
-		"-r", sim("nssize:16m fatalafter:700ms"), "--output-format", "json")
-	if r.code != exitFailed {
-		t.Fatalf("exit %d, want %d: %s", r.code, exitFailed, r.stderr)
+	cases := []struct{ name, keys, why string }{
+		{"controller fatal status", "fatalafter:700ms", "fatal"},
+		{"surprise removal (BAR faults)", "removeafter:700ms", "faulted"},
 	}
-	if r.wall > 15*time.Second {
-		t.Errorf("a failed device took %v to end the run", r.wall)
-	}
-	d := decodeDoc(t, r.stdout)
-	if !strings.HasPrefix(d.Status, "device_failed") || !strings.Contains(d.Error, "fatal") {
-		t.Errorf("status %q error %q", d.Status, d.Error)
-	}
-	if d.Total.All.IOs == 0 {
-		t.Error("no partial results before the failure")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "30",
+				"-r", sim("nssize:16m "+tc.keys), "--output-format", "json")
+			if r.code != exitFailed {
+				t.Fatalf("exit %d, want %d: %s", r.code, exitFailed, r.stderr)
+			}
+			if r.wall > 15*time.Second {
+				t.Errorf("a failed device took %v to end the run", r.wall)
+			}
+			if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "SIGSEGV") {
+				t.Fatalf("crash output on stderr:\n%s", r.stderr)
+			}
+			d := decodeDoc(t, r.stdout)
+			if !strings.HasPrefix(d.Status, "device_failed") || !strings.Contains(d.Error, tc.why) {
+				t.Errorf("status %q error %q", d.Status, d.Error)
+			}
+			if d.Total.All.IOs == 0 {
+				t.Error("no partial results before the failure")
+			}
+		})
 	}
 }
 

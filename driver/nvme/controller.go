@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unsafe"
@@ -77,11 +78,11 @@ type Controller struct {
 func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, error) {
 	opts.defaults()
 	c := &Controller{regs: regs, dma: dma, opts: opts, open: map[*QPair]struct{}{}}
-	if err := c.enable(); err != nil {
+	if err := c.guard("enabling the controller", c.enable); err != nil {
 		c.releaseAdmin()
 		return nil, err
 	}
-	if err := c.identify(); err != nil {
+	if err := c.guard("identifying the controller", c.identify); err != nil {
 		c.disableQuietly()
 		c.releaseAdmin()
 		return nil, err
@@ -282,10 +283,18 @@ func (c *Controller) AdminCommand(cmd *spec.Command, data bus.Buffer) (spec.Comp
 	return c.adminLocked(cmd, data)
 }
 
-func (c *Controller) adminLocked(cmd *spec.Command, data bus.Buffer) (spec.Completion, error) {
+func (c *Controller) adminLocked(cmd *spec.Command, data bus.Buffer) (cpl spec.Completion, err error) {
 	if err := c.Err(); err != nil {
 		return spec.Completion{}, err
 	}
+	err = c.guard(spec.AdminOpcode(cmd.Opcode()).String(), func() error {
+		cpl, err = c.adminWait(cmd, data)
+		return err
+	})
+	return cpl, err
+}
+
+func (c *Controller) adminWait(cmd *spec.Command, data bus.Buffer) (spec.Completion, error) {
 	var w adminWaiter
 	name := spec.AdminOpcode(cmd.Opcode())
 	if err := c.admin.Submit(cmd, data, &w, nil); err != nil {
@@ -340,10 +349,33 @@ func (c *Controller) checkAlive() error {
 	return nil
 }
 
-func safeRead(f func()) (err error) {
+// faultError turns a recovered panic into a controller failure when it is a memory
+// fault on a register access (debug.SetPanicOnFault), and re-panics otherwise: a bug
+// or a panicking callback must not pass for a dead device.
+func faultError(p any, what string) error {
+	if _, isFault := p.(interface{ Addr() uintptr }); !isFault {
+		panic(p)
+	}
+	return fmt.Errorf("%w: %s: register access faulted (device removed?): %v", ErrFailed, what, p)
+}
+
+// guard runs f with memory faults turned into errors, for the control path (bring-up,
+// admin commands, teardown), which may touch registers of a device that is gone.
+func (c *Controller) guard(what string, f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%v", p)
+			err = c.markFailed(faultError(p, what))
+		}
+	}()
+	return f()
+}
+
+func safeRead(f func()) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = faultError(p, "reading a register")
 		}
 	}()
 	f()
@@ -504,7 +536,7 @@ func (c *Controller) Detach() error {
 		}
 	}
 	if c.Err() == nil {
-		if err := c.shutdown(); err != nil && firstErr == nil {
+		if err := c.guard("shutting down", c.shutdown); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}

@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -257,18 +258,22 @@ func (q *QPair) afterPlace() error {
 // rings the CQ head doorbell once and the SQ tail doorbell once if new commands were
 // placed (by callbacks or earlier Submits). It returns how many commands completed. An
 // error means the controller failed; every outstanding command has then been completed
-// with an aborted status.
+// with an aborted status. A register access that faults (a removed device) fails the
+// queue pair instead of killing the process.
 func (q *QPair) Poll() (n int, err error) {
 	if q.failed != nil {
 		return 0, q.failed
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			// A fault on the BAR (device removed; debug.SetPanicOnFault is on) or a
-			// register space that went away.
-			n, err = 0, q.fail(fmt.Errorf("%w: register access faulted: %v", ErrFailed, p))
+			n, err = 0, q.fail(faultError(p, "polling"))
 		}
 	}()
+	return q.poll()
+}
+
+func (q *QPair) poll() (n int, err error) {
 	for q.maxCompletions == 0 || n < q.maxCompletions {
 		cpl := &q.cq[q.cqHead]
 		// The phase tag shares the last dword with the status; loading it atomically
@@ -334,9 +339,10 @@ func (q *QPair) Poll() (n int, err error) {
 }
 
 func (q *QPair) ringSQ() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = q.fail(fmt.Errorf("%w: doorbell write faulted: %v", ErrFailed, p))
+			err = q.fail(faultError(p, "ringing the SQ doorbell"))
 		}
 	}()
 	q.writeDoorbell(q.sqDB, q.sqDBOff, uint32(q.sqTail))

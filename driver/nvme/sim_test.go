@@ -398,3 +398,57 @@ func TestSimFlushWriteZeroesDeallocate(t *testing.T) {
 		t.Error("a DSM with no ranges was accepted")
 	}
 }
+
+// TestSimSurpriseRemoval pulls the simulated device mid-run: its BAR becomes
+// inaccessible, as a hot-removed PCIe device's does. The queue pair must report the
+// failure and end every outstanding command instead of killing the process, and
+// teardown must not crash either.
+func TestSimSurpriseRemoval(t *testing.T) {
+	dev, c := newSim(t, func(cfg *sim.Config) { cfg.Model = sim.ModelNAND })
+	ns := c.Namespace(1)
+	q, err := c.NewIOQPair(nvme.QPairOptions{Entries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, _ := dev.Allocator().Alloc(32 * 4096)
+	cb := &countCB{}
+	var cmd spec.Command
+	submitted := 0
+	submit := func() {
+		for q.Outstanding() < 32 {
+			ns.ReadCommand(&cmd, uint64(submitted%1000)*8, 8)
+			if err := q.Submit(&cmd, buf.Slice((submitted%32)*4096, 4096), cb, nil); err != nil {
+				return
+			}
+			submitted++
+		}
+	}
+	start := time.Now()
+	removed := false
+	var perr error
+	for perr == nil && time.Since(start) < 10*time.Second {
+		submit()
+		if !removed && cb.n > 500 {
+			if err := dev.Remove(); err != nil {
+				t.Fatal(err)
+			}
+			removed = true
+		}
+		_, perr = q.Poll()
+	}
+	if !removed {
+		t.Fatal("too few completions before the removal")
+	}
+	if !errors.Is(perr, nvme.ErrFailed) || !strings.Contains(perr.Error(), "faulted") {
+		t.Fatalf("Poll after removal: %v", perr)
+	}
+	if q.Outstanding() != 0 || cb.n != submitted || cb.bad == 0 {
+		t.Fatalf("outstanding %d, completed %d of %d (%d failed): every command must end", q.Outstanding(), cb.n, submitted, cb.bad)
+	}
+	if err := c.Detach(); err == nil {
+		t.Log("detach of a removed controller reported no error")
+	}
+	if _, err := c.AdminCommand(&cmd, bus.Buffer{}); !errors.Is(err, nvme.ErrFailed) {
+		t.Errorf("admin command after removal: %v", err)
+	}
+}

@@ -73,27 +73,29 @@ type Controller struct {
 	closed  bool
 
 	// Everything below belongs to the device thread.
-	clockBase  time.Time
-	ccSeen     spec.CC
-	csts       spec.CSTS
-	enabled    bool  // CC.EN seen as 1 and the configuration was good
-	readyAt    int64 // when RDY goes to 1 (0 = no transition pending)
-	unreadyAt  int64 // when RDY goes back to 0 after a reset
-	shutdownAt int64 // when SHST goes to complete
-	fatal      bool
-	maxQID     uint16 // highest I/O queue ID allowed (Number of Queues)
-	sqs        []*submissionQueue
-	cqs        []*completionQueue
-	active     []*submissionQueue // admin SQ first, then I/O SQs
-	timers     timerHeap
-	aers       int // Asynchronous Event Requests held (never completed: no events happen)
-	features   [256]uint32
-	segs       [][]byte // PRP walk output, sized for the largest transfer
-	scratch    []byte   // admin data staging
-	identCtrl  []byte
-	namespaces []*namespace
-	nand       *nandModel
-	fatalTimer *time.Timer // fatalafter fault
+	clockBase   time.Time
+	ccSeen      spec.CC
+	csts        spec.CSTS
+	enabled     bool  // CC.EN seen as 1 and the configuration was good
+	readyAt     int64 // when RDY goes to 1 (0 = no transition pending)
+	unreadyAt   int64 // when RDY goes back to 0 after a reset
+	shutdownAt  int64 // when SHST goes to complete
+	fatal       bool
+	maxQID      uint16 // highest I/O queue ID allowed (Number of Queues)
+	sqs         []*submissionQueue
+	cqs         []*completionQueue
+	active      []*submissionQueue // admin SQ first, then I/O SQs
+	timers      timerHeap
+	aers        int // Asynchronous Event Requests held (never completed: no events happen)
+	features    [256]uint32
+	segs        [][]byte // PRP walk output, sized for the largest transfer
+	scratch     []byte   // admin data staging
+	identCtrl   []byte
+	namespaces  []*namespace
+	nand        *nandModel
+	fatalTimer  *time.Timer // fatalafter fault
+	removeTimer *time.Timer // removeafter fault
+	removed     bool        // Remove was called: BAR0 is inaccessible
 }
 
 // New validates cfg, maps BAR0 and the data store, and starts the device thread.
@@ -208,9 +210,32 @@ func (c *Controller) Close() error {
 	if c.fatalTimer != nil {
 		c.fatalTimer.Stop()
 	}
+	if c.removeTimer != nil {
+		c.removeTimer.Stop()
+	}
 	c.stop.Store(true)
 	<-c.done
 	return c.releaseMemory()
+}
+
+// Remove simulates surprise removal (hot unplug): the device thread stops and BAR0
+// becomes inaccessible, so every register access by the host faults, as when a PCIe
+// device is pulled from its slot. The mapping stays reserved (PROT_NONE) so that no
+// other mapping can take its addresses. DMA memory stays usable: it is the host's.
+// Close still releases everything.
+func (c *Controller) Remove() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed || c.removed {
+		return nil
+	}
+	c.removed = true
+	c.stop.Store(true)
+	<-c.done
+	if err := unix.Mprotect(c.barMem, unix.PROT_NONE); err != nil {
+		return fmt.Errorf("sim: remove: protecting BAR0: %w", err)
+	}
+	return nil
 }
 
 func (c *Controller) releaseMemory() error {

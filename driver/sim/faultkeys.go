@@ -19,6 +19,9 @@ type FaultConfig struct {
 	Status     spec.Status   // status of failnth/faillba (failstatus, default unrecovered read error)
 	Delay      time.Duration // extra latency on every I/O command (faildelay)
 	FatalAfter time.Duration // set CSTS.CFS this long after the controller is created (fatalafter); 0 = off
+	// RemoveAfter simulates surprise removal (Remove) this long after the controller is
+	// created (removeafter); 0 = off.
+	RemoveAfter time.Duration
 }
 
 // failStatusNames are the failstatus values besides SCT/SC numbers.
@@ -70,15 +73,18 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 			return true, badValue(key, val, "read-error, write-fault, internal, lba-range, invalid-field, or SCT/SC such as 2/0x81")
 		}
 		f.Status = spec.MakeStatus(spec.StatusCodeType(t), uint8(c))
-	case "faildelay", "fatalafter":
+	case "faildelay", "fatalafter", "removeafter":
 		d, err := time.ParseDuration(val)
 		if err != nil || d < 0 || d > time.Minute {
 			return true, badValue(key, val, "a duration from 0 to 1m such as 500us or 2s")
 		}
-		if key == "faildelay" {
+		switch key {
+		case "faildelay":
 			f.Delay = d
-		} else {
+		case "fatalafter":
 			f.FatalAfter = d
+		default:
+			f.RemoveAfter = d
 		}
 	default:
 		return false, nil
@@ -115,10 +121,13 @@ func (c *Controller) armFaults() error {
 	if f.FatalAfter > 0 {
 		c.fatalTimer = time.AfterFunc(f.FatalAfter, c.faults.SetFatal)
 	}
+	if f.RemoveAfter > 0 {
+		c.removeTimer = time.AfterFunc(f.RemoveAfter, func() { _ = c.Remove() })
+	}
 	return nil
 }
 
 func (f FaultConfig) String() string {
-	return fmt.Sprintf("failnth=%d faillba=%d+%d failnsid=%d failstatus=%v faildelay=%v fatalafter=%v",
-		f.NthIO, f.LBAFirst, f.LBACount, f.LBANSID, f.Status, f.Delay, f.FatalAfter)
+	return fmt.Sprintf("failnth=%d faillba=%d+%d failnsid=%d failstatus=%v faildelay=%v fatalafter=%v removeafter=%v",
+		f.NthIO, f.LBAFirst, f.LBACount, f.LBANSID, f.Status, f.Delay, f.FatalAfter, f.RemoveAfter)
 }
