@@ -19,7 +19,6 @@ import (
 
 	"github.com/nvmeperf/nvmeperf/driver"
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
-	"github.com/nvmeperf/nvmeperf/driver/pcie"
 	"github.com/nvmeperf/nvmeperf/driver/target"
 	"github.com/nvmeperf/nvmeperf/driver/trid"
 	"github.com/nvmeperf/nvmeperf/report"
@@ -221,7 +220,7 @@ func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64
 // userspace; an explanation when NVMe exists but belongs to the kernel; the simulated
 // controller when there is no NVMe at all.
 func (a *app) defaultTargets() ([]trid.ID, error) {
-	ctrls, err := pcie.Probe()
+	ctrls, err := a.probe()
 	if err != nil {
 		ctrls = nil // no sysfs PCI view (containers): treat as no NVMe
 	}

@@ -13,6 +13,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nvmeperf/nvmeperf/driver/pcie"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
@@ -59,10 +61,12 @@ type app struct {
 	opts   options
 	status int
 	root   *cobra.Command
+	// probe lists local NVMe controllers; tests replace it.
+	probe func() ([]pcie.Controller, error)
 }
 
 func newApp(args []string, stdout, stderr io.Writer) *app {
-	return &app{args: args, stdout: stdout, stderr: stderr}
+	return &app{args: args, stdout: stdout, stderr: stderr, probe: pcie.Probe}
 }
 
 // flagError tells cobra's own flag parsing errors apart from run failures.

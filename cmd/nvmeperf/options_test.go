@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/nvmeperf/nvmeperf/driver/pcie"
 )
 
 // runCLI runs the command in-process and returns its exit status, stdout and stderr.
@@ -146,5 +148,39 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize("-o", bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
+	}
+}
+
+func TestDefaultTargets(t *testing.T) {
+	newTestApp := func(ctrls []pcie.Controller) (*app, *bytes.Buffer) {
+		var errb bytes.Buffer
+		a := newApp([]string{"nvmeperf"}, &bytes.Buffer{}, &errb)
+		a.probe = func() ([]pcie.Controller, error) { return ctrls, nil }
+		return a, &errb
+	}
+	// Kernel-bound NVMe only: stop and explain both ways forward.
+	a, _ := newTestApp([]pcie.Controller{{Address: "0000:04:00.0", Driver: "nvme", BlockDevices: []string{"nvme0n1"}}})
+	_, err := a.defaultTargets()
+	if err == nil {
+		t.Fatal("kernel-bound controllers were used without being named")
+	}
+	for _, want := range []string{"0000:04:00.0", "driver nvme", "/dev/nvme0n1", "scripts/setup.sh", "nvmeperf ... /dev/nvme0n1", "trtype:sim"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message lacks %q:\n%v", want, err)
+		}
+	}
+	// Controllers bound for userspace are used, each by its PCIe transport ID.
+	a, _ = newTestApp([]pcie.Controller{
+		{Address: "0000:04:00.0", Driver: "vfio-pci"}, {Address: "0000:05:00.0", Driver: "nvme"}, {Address: "0000:06:00.0", Driver: "uio_pci_generic"},
+	})
+	ids, err := a.defaultTargets()
+	if err != nil || len(ids) != 2 || ids[0].TrAddr != "0000:04:00.0" || ids[1].TrAddr != "0000:06:00.0" {
+		t.Fatalf("userspace controllers: %v %v", ids, err)
+	}
+	// No NVMe at all: the simulator, said on stderr.
+	a, errb := newTestApp(nil)
+	ids, err = a.defaultTargets()
+	if err != nil || len(ids) != 1 || ids[0].Type != "sim" || !strings.Contains(errb.String(), "simulated controller") {
+		t.Fatalf("no NVMe: %v %v %q", ids, err, errb.String())
 	}
 }
