@@ -1,6 +1,6 @@
 #!/bin/bash
 # scripts/setup.sh against real sysfs: status, binding to this boot's userspace driver,
-# idempotence, PCI_BLOCKED, refusing a controller whose namespace is mounted or open,
+# idempotence, PCI_BLOCKED, refusing a controller whose namespace is mounted, open or swap,
 # and reset back to the kernel driver.
 # shellcheck source=/dev/null
 . /lab/lib.sh
@@ -34,6 +34,15 @@ refuse "unbinding an open controller" env PCI_ALLOWED="$LAB_MOUNT_ADDR" HUGEMEM=
 kill "$holder"
 grep -q "/dev/$LAB_MOUNT_BLK is open by process $holder" "$LAB_OUT" || fail "refusal does not name process $holder holding /dev/$LAB_MOUNT_BLK"
 [ "$(driver_of "$LAB_MOUNT_ADDR")" = nvme ] || fail "open controller was unbound"
+
+# A namespace in use as swap is refused: the kernel scratch namespace (io_uring's, which
+# step 50 overwrites anyway) becomes swap for a moment.
+check "mkswap" mkswap "$LAB_BLK"
+check "swapon" swapon "$LAB_BLK"
+refuse "unbinding a controller used as swap" env PCI_ALLOWED="$LAB_KERNEL_ADDR" HUGEMEM=64 "$LAB_SETUP" config
+swapoff "$LAB_BLK" || fail "swapoff $LAB_BLK"
+grep -q "$LAB_KERNEL_ADDR: refusing.*$LAB_BLK is in use as swap" "$LAB_OUT" || fail "refusal does not say $LAB_BLK is in use as swap"
+[ "$(driver_of "$LAB_KERNEL_ADDR")" = nvme ] || fail "swap controller was unbound"
 
 # Bind all but the blocked kernel controller: lab-mounted is free now and moves too.
 check "config with PCI_BLOCKED" env PCI_BLOCKED="$LAB_KERNEL_ADDR" HUGEMEM=256 "$LAB_SETUP" config
