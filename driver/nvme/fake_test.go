@@ -24,7 +24,7 @@ type fakeDev struct {
 	allocs  []fakeRegion
 	nextIOV uint64
 
-	sqs, cqs map[uint16]*fakeQueue
+	sqs, cqs [fakeMaxQID + 1]*fakeQueue // by queue ID; nil when absent (a slice, not a map, so the fake stays cheap in benchmarks)
 
 	neverReady bool
 	fatalOnEn  bool
@@ -59,13 +59,21 @@ type fakeQueue struct {
 	cqid       uint16
 }
 
+// fakeMaxQID is the highest queue ID the fake controller keeps (it grants 4 I/O queues).
+const fakeMaxQID = 8
+
+func (d *fakeDev) queue(qs *[fakeMaxQID + 1]*fakeQueue, qid uint16) *fakeQueue {
+	if qid > fakeMaxQID {
+		return nil
+	}
+	return qs[qid]
+}
+
 func newFakeDev(mqes uint16) *fakeDev {
 	d := &fakeDev{
 		regs:    map[uint32]uint32{},
 		cap:     spec.MakeCAP(mqes, true, 1, 0, 1, 0, 0),
 		nextIOV: 0x10_0000_0000,
-		sqs:     map[uint16]*fakeQueue{},
-		cqs:     map[uint16]*fakeQueue{},
 		mdts:    5,
 		nn:      1,
 	}
@@ -142,11 +150,11 @@ func (d *fakeDev) Write32(off uint32, v uint32) {
 		qid := uint16(idx / 2)
 		if idx%2 == 0 {
 			d.sqRings++
-			if q := d.sqs[qid]; q != nil {
+			if q := d.queue(&d.sqs, qid); q != nil {
 				q.tail = uint16(v)
 				d.process(qid, q)
 			}
-		} else if q := d.cqs[qid]; q != nil {
+		} else if q := d.queue(&d.cqs, qid); q != nil {
 			q.head = uint16(v)
 		}
 	}
@@ -161,8 +169,9 @@ func (d *fakeDev) ccChanged(old, cc spec.CC) {
 			aqa := spec.AQA(d.regs[spec.RegAQA])
 			asq := uint64(d.regs[spec.RegASQ]) | uint64(d.regs[spec.RegASQ+4])<<32
 			acq := uint64(d.regs[spec.RegACQ]) | uint64(d.regs[spec.RegACQ+4])<<32
-			d.sqs = map[uint16]*fakeQueue{0: {base: asq, size: aqa.ASQS()}}
-			d.cqs = map[uint16]*fakeQueue{0: {base: acq, size: aqa.ACQS(), phase: 1}}
+			d.sqs, d.cqs = [fakeMaxQID + 1]*fakeQueue{}, [fakeMaxQID + 1]*fakeQueue{}
+			d.sqs[0] = &fakeQueue{base: asq, size: aqa.ASQS()}
+			d.cqs[0] = &fakeQueue{base: acq, size: aqa.ACQS(), phase: 1}
 			csts |= spec.CSTSReady
 		}
 	}
@@ -268,7 +277,7 @@ func (d *fakeDev) admin(cmd *spec.Command) (spec.Status, uint32) {
 		return spec.StatusSuccess, spec.NumberOfQueues(uint16(min(nsq, 4)), uint16(min(ncq, 4)))
 	case spec.AdminCreateIOCQ:
 		qid, size := uint16(cmd.CDW10), uint16(cmd.CDW10>>16)+1
-		if qid == 0 || d.cqs[qid] != nil {
+		if qid == 0 || qid > fakeMaxQID || d.cqs[qid] != nil {
 			return cs(spec.SCInvalidQueueIdentifier), 0
 		}
 		if size > d.cap.MQES()+1 {
@@ -277,17 +286,21 @@ func (d *fakeDev) admin(cmd *spec.Command) (spec.Status, uint32) {
 		d.cqs[qid] = &fakeQueue{base: cmd.PRP1, size: size, phase: 1}
 	case spec.AdminCreateIOSQ:
 		qid, size, cqid := uint16(cmd.CDW10), uint16(cmd.CDW10>>16)+1, uint16(cmd.CDW11>>16)
-		if d.cqs[cqid] == nil {
+		if cqid > fakeMaxQID || d.cqs[cqid] == nil {
 			return cs(spec.SCCompletionQueueInvalid), 0
 		}
-		if qid == 0 || d.sqs[qid] != nil {
+		if qid == 0 || qid > fakeMaxQID || d.sqs[qid] != nil {
 			return cs(spec.SCInvalidQueueIdentifier), 0
 		}
 		d.sqs[qid] = &fakeQueue{base: cmd.PRP1, size: size, cqid: cqid}
 	case spec.AdminDeleteIOSQ:
-		delete(d.sqs, uint16(cmd.CDW10))
+		if qid := uint16(cmd.CDW10); qid <= fakeMaxQID {
+			d.sqs[qid] = nil
+		}
 	case spec.AdminDeleteIOCQ:
-		delete(d.cqs, uint16(cmd.CDW10))
+		if qid := uint16(cmd.CDW10); qid <= fakeMaxQID {
+			d.cqs[qid] = nil
+		}
 	case spec.AdminGetLogPage:
 		buf := d.mem(cmd.PRP1, spec.SMARTLogSize)
 		log := (*spec.SMARTLog)(unsafe.Pointer(&buf[0]))
