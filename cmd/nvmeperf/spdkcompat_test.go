@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nvmeperf/nvmeperf/driver/pcie"
+	"github.com/nvmeperf/nvmeperf/driver/target"
 )
 
 // corpusLine is one spdk_nvme_perf command line of testdata/spdk_cmdlines.txt.
@@ -469,5 +473,42 @@ func TestCLIManners(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &ld); err != nil || ld.Schema != listSchema || ld.Controllers == nil {
 		t.Errorf("list json %q: %v", out, err)
+	}
+}
+
+// infoTarget is a target that only describes itself, for the preamble.
+type infoTarget struct{ info target.Info }
+
+func (t infoTarget) Info() target.Info { return t.info }
+func (t infoTarget) OpenQueue(target.QueueConfig) (target.Queue, error) {
+	return nil, fmt.Errorf("infoTarget: no I/O")
+}
+func (t infoTarget) Close() error { return nil }
+
+// TestPreambleAsSPDKPrintsIt checks the start-up lines against SPDK's format: one
+// Attached line per controller with the PCI IDs for PCIe, one Associating line per
+// (core, namespace) in the engine's assignment order, none Attached for kernel devices.
+func TestPreambleAsSPDKPrintsIt(t *testing.T) {
+	var out bytes.Buffer
+	a := newApp([]string{"nvmeperf"}, &out, &out)
+	a.probe = func() ([]pcie.Controller, error) {
+		return []pcie.Controller{{Address: "0000:04:00.0", VendorID: 0x8086, DeviceID: 0x0a54}}, nil
+	}
+	targets := []target.Target{
+		infoTarget{target.Info{Name: "PCIE (0000:04:00.0) NSID 1", Transport: "PCIe"}},
+		infoTarget{target.Info{Name: "PCIE (0000:04:00.0) NSID 2", Transport: "PCIe"}},
+		infoTarget{target.Info{Name: "/dev/nvme1n1", Transport: "io_uring"}},
+	}
+	p := &plan{cores: []int{2, 5}}
+	a.preamble(targets, p, assignments(2, 3, false), nil)
+	want := `Initializing NVMe Controllers
+Attached to NVMe Controller at PCIE (0000:04:00.0) [8086:0a54]
+Associating PCIE (0000:04:00.0) NSID 1 with lcore 2
+Associating PCIE (0000:04:00.0) NSID 2 with lcore 5
+Associating /dev/nvme1n1 with lcore 2
+Initialization complete. Launching workers.
+`
+	if out.String() != want {
+		t.Errorf("preamble:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
