@@ -1,8 +1,12 @@
 package workload
 
 import (
+	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestMoreQueuePairsThanDepthRotates checks spdk_nvme_perf -q 1 -P 2: each I/O goes to
@@ -44,5 +48,44 @@ func TestEveryCoreGivesEveryWorkerEveryTarget(t *testing.T) {
 				t.Errorf("worker %d does not drive target %d", w, tg)
 			}
 		}
+	}
+}
+
+// TestPinnedThreadsDoNotLeak checks that a run's pinned worker threads do not go back
+// to the runtime's pool still pinned: afterwards every thread may use every CPU.
+func TestPinnedThreadsDoNotLeak(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil || all.Count() < 2 {
+		t.Skip("needs two or more CPUs in the affinity set")
+	}
+	first := -1
+	for c := 0; c < 1024 && first < 0; c++ {
+		if all.IsSet(c) {
+			first = c
+		}
+	}
+	ft := newFakeTarget("f", 1<<20, 512)
+	cfg := Config{Pattern: RandRead, IOSize: 4096, QueueDepth: 2, Cores: []int{first}, NumIOs: 50, Duration: 10 * time.Second}
+	if res := run(t, cfg, ft); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	var wg sync.WaitGroup
+	pinned := make(chan int, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var s unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &s); err == nil && s.Count() != all.Count() {
+				pinned <- s.Count()
+			}
+		}()
+	}
+	wg.Wait()
+	close(pinned)
+	if n, ok := <-pinned; ok {
+		t.Errorf("a thread left pinned to %d CPU(s) after the run (want %d)", n, all.Count())
 	}
 }

@@ -418,7 +418,11 @@ func (w *worker) complete(r *target.Request) {
 func (w *worker) runWorker(ready chan<- error, start <-chan struct{}, abort *atomic.Bool, done func()) {
 	defer done()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if w.cpu < 0 {
+		defer runtime.UnlockOSThread()
+	}
+	// A pinned worker exits still locked, so the runtime ends its thread instead of
+	// handing a thread pinned to one CPU to other goroutines.
 	if err := w.setup(); err != nil {
 		w.closeQueues()
 		ready <- err
