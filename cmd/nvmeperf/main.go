@@ -119,7 +119,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.IntVarP(&o.readPercent, "rwmixread", "M", 0, "percentage of reads for rw and randrw (required with them)")
 	f.Float64VarP(&o.seconds, "time", "t", 0, "seconds to measure (required unless -d)")
 	f.Float64VarP(&o.warmup, "warmup-time", "a", 0, "seconds of warm-up before measuring; its numbers are discarded")
-	f.Uint64VarP(&o.numIOs, "number-ios", "d", 0, "stop after this many I/Os per namespace per core (as spdk_nvme_perf)")
+	f.Uint64VarP(&o.numIOs, "number-ios", "d", 0, "stop after N I/Os per namespace per core, or -d PCT% of the namespace (as spdk_nvme_perf)")
 	f.StringVarP(&o.coreMask, "core-mask", "c", "", "cores to run workers on: hex mask (0x3) or list ([0,2-3]); default the first available core")
 	f.StringArrayVarP(&o.trids, "transport", "r", nil, "transport ID of a controller, repeatable: 'trtype:PCIe traddr:0000:04:00.0', 'trtype:sim ...'")
 	f.IntVarP(&o.qpairs, "num-qpairs", "P", 1, "queue pairs per namespace per core")

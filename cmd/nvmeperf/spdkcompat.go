@@ -90,7 +90,7 @@ var spdkOptions = []spdkOption{
 	{"", "env-context", "CTX", notApplicable, "opaque DPDK environment context"},
 	{"y", "tpoint-group-mask", "MASK", notApplicable, "SPDK tracepoints do not exist in nvmeperf; --output-format json records the run"},
 	{"b", "allowed-pci-addr", "ADDR", implemented, "only these local PCIe controllers (repeatable); sim and kernel targets are not PCI devices"},
-	{"V", "enable-vmd", "", refused, "VMD enumeration is not supported; disable VMD for the drives (BIOS) and name them with -r 'trtype:PCIe traddr:...'"},
+	{"V", "enable-vmd", "", refused, "nvmeperf does not enumerate drives behind a VMD; disable VMD for them (BIOS) and name them with -r 'trtype:PCIe traddr:...'"},
 	{"D", "disable-sq-cmb", "", notApplicable, "nvmeperf always keeps submission queues in host memory (CMB queues land with the CMB issue), so there is nothing to disable"},
 	{"E", "enable-interrupt", "", refused, "completion interrupts are not supported: nvmeperf polls; for interrupt-driven kernel I/O name /dev/nvmeXnY (without --hipri)"},
 	{"", "disable-sq-flow-control", "", notApplicable, "nvmeperf's queues always hold submissions within the queue size"},
