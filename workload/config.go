@@ -37,8 +37,21 @@ type Config struct {
 	// worker.
 	Cores []int
 	// QPairsPerTarget is how many queue pairs each worker opens per target (0 means 1);
-	// QueueDepth is spread over them round-robin, as spdk_nvme_perf -P does.
+	// QueueDepth is spread over them round-robin, as spdk_nvme_perf -P does. With more
+	// pairs than QueueDepth, each I/O goes to the next pair in turn, so every pair
+	// carries I/O (spdk_nvme_perf -q 1 -P 2).
 	QPairsPerTarget int
+
+	// EveryCore makes every worker drive every target (spdk_nvme_perf
+	// --use-every-core) instead of the round-robin distribution.
+	EveryCore bool
+
+	// FUA sets Force Unit Access on every I/O (spdk_nvme_perf --fua).
+	FUA bool
+
+	// OnIOError, when set with ContinueOnError, is told of every failed I/O, from the
+	// worker that saw it (so it must be cheap and safe for concurrent use).
+	OnIOError func(error)
 
 	QueueSize      int                 // device queue entries; 0 = the engine's default
 	MaxCompletions int                 // most completions one Poll reaps; 0 = no limit
@@ -102,9 +115,6 @@ func (c Config) Validate() error {
 	}
 	if c.QPairsPerTarget < 0 {
 		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) or more", c.QPairsPerTarget)
-	}
-	if c.QPairsPerTarget > c.QueueDepth {
-		return fmt.Errorf("workload: queue pairs per target %d: must not exceed queue depth %d, or some pairs would carry no I/O", c.QPairsPerTarget, c.QueueDepth)
 	}
 	if c.Duration < 0 || (c.Duration == 0 && c.NumIOs == 0) {
 		return fmt.Errorf("workload: duration %v: must be positive (or zero with a number of I/Os)", c.Duration)
@@ -182,3 +192,7 @@ func (c Config) bufferOffset() int {
 	}
 	return 0
 }
+
+// rotating reports whether there are more queue pairs than I/Os in flight, so that
+// each I/O goes to the next pair in turn instead of staying on its own.
+func (c Config) rotating() bool { return c.qpairs() > c.QueueDepth }

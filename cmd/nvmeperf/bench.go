@@ -30,6 +30,9 @@ const statusVerifyFailed = "verify_failed"
 
 // bench runs the benchmark the flags describe.
 func (a *app) bench(_ *cobra.Command, args []string) error {
+	if err := a.compatBefore(); err != nil {
+		return err
+	}
 	allowed := allowedCPUs()
 	p, err := a.opts.validate(allowed)
 	if err != nil {
@@ -76,10 +79,15 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if isTerminal(a.stderr) && !a.opts.quiet {
 		cfg.Progress = a.progressLine
 	}
+	finish, err := a.compatTargets(p, targets, &cfg)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := a.interruptible()
 	defer stop()
 	res := workload.Run(ctx, targets, cfg)
+	finish(res)
 	if cfg.Progress != nil {
 		fmt.Fprint(a.stderr, "\r\033[K")
 	}
@@ -138,12 +146,17 @@ func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, status
 	}
 	if p.format == "json" {
 		err = report.WriteJSON(w, report.Build(meta, res, status))
+	} else if p.format == "fio-json" {
+		err = a.writeFioReport(w, meta, res)
 	} else {
 		err = report.WriteText(w, res, report.TextOptions{
 			LatencySummary: p.latency >= 1, Buckets: p.latency >= 2, Mixed: p.cfg.Pattern.Mixed(),
 		})
 		if err == nil && status != report.StatusOK {
 			fmt.Fprintf(a.stderr, "nvmeperf: run status: %s\n", status)
+		}
+		if err == nil {
+			err = a.writeJSONSide(meta, p, res, status)
 		}
 	}
 	if cerr := closeOut(); err == nil {
@@ -186,6 +199,7 @@ func (a *app) writeFailureJSON(status string) {
 // for local controllers and falls back to the simulated one.
 func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64) ([]target.Target, error) {
 	dopts := driver.Options{SimCPUs: simCPUs(p.cores)}
+	a.compatDriverOptions(&dopts)
 	if len(ids) == 0 && len(paths) == 0 {
 		var err error
 		if ids, err = a.defaultTargets(); err != nil {
@@ -200,11 +214,14 @@ func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64
 		return nil, err
 	}
 	for _, id := range ids {
-		ts, _, err := driver.OpenTRID(id.String(), dopts)
+		ts, ctrl, err := driver.OpenTRID(id.String(), dopts)
 		if err != nil {
 			return fail(fmt.Errorf("-r %s: %w", id, err))
 		}
 		targets = append(targets, ts...)
+		if err := a.openUnusedQPairs(ctrl); err != nil {
+			return fail(err)
+		}
 	}
 	for _, path := range paths {
 		t, err := a.openKernel(path, p, fileSize)
@@ -227,6 +244,9 @@ func (a *app) defaultTargets() ([]trid.ID, error) {
 	var ids []trid.ID
 	var kernel []string
 	for _, c := range ctrls {
+		if !a.pciAllowed(c.Address) {
+			continue // -b
+		}
 		if c.Userspace() {
 			id, err := trid.Parse("trtype:PCIe traddr:" + c.Address)
 			if err != nil {

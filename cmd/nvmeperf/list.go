@@ -14,7 +14,8 @@ import (
 )
 
 func (a *app) listCommand() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List NVMe controllers: address, binding, identity, namespaces and queue limits",
 		Long: `list shows every NVMe controller (PCI class 010802). Controllers bound for userspace
@@ -23,9 +24,17 @@ namespaces with size and LBA format, MQES, MDTS and I/O queues. Kernel-bound one
 listed with their block devices and the identity sysfs gives.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrls, err := pcie.Probe()
+			switch format {
+			case "text", "json":
+			default:
+				return usagef("list --output-format %q: want text or json", format)
+			}
+			ctrls, err := a.probe()
 			if err != nil {
 				return fmt.Errorf("probing PCI devices: %w", err)
+			}
+			if format == "json" {
+				return writeControllerJSON(a.stdout, ctrls, identifyUserspaceJSON)
 			}
 			if len(ctrls) == 0 {
 				fmt.Fprintln(a.stdout, "No NVMe controllers found. Try the simulated one: nvmeperf -q 32 -o 4k -w randread -t 5 -r 'trtype:sim'")
@@ -36,6 +45,8 @@ listed with their block devices and the identity sysfs gives.`,
 			})
 		},
 	}
+	cmd.Flags().StringVar(&format, "output-format", "text", "text or json")
+	return cmd
 }
 
 // writeControllerList prints one block per controller. identify attaches a

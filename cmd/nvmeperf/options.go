@@ -216,8 +216,9 @@ func (o *options) validate(allowed []int) (*plan, error) {
 	if o.set("number-ios") && o.numIOs == 0 {
 		return nil, usagef("-d 0: number of I/Os must be at least 1")
 	}
-	if o.set("num-qpairs") && (o.qpairs < 1 || o.qpairs > o.depth) {
-		return nil, usagef("-P %d: queue pairs per namespace must be 1..%d (the queue depth -q, so that every pair carries I/O)", o.qpairs, o.depth)
+	if o.set("num-qpairs") && (o.qpairs < 1 || o.qpairs > 1024) {
+		// Above -q each I/O goes to the next pair in turn, as in spdk_nvme_perf.
+		return nil, usagef("-P %d: queue pairs per namespace must be 1..1024", o.qpairs)
 	}
 	if o.set("io-queue-size") && (o.ioQueueSize < 2 || o.ioQueueSize > 65536) {
 		return nil, usagef("--io-queue-size %d: must be 2..65536 entries (it is clamped to the controller's MQES+1)", o.ioQueueSize)
@@ -238,8 +239,8 @@ func (o *options) validate(allowed []int) (*plan, error) {
 		return nil, usagef("-L given %d times: use -L for the latency summary or -LL for the bucket listing", o.latency)
 	}
 	format := strings.ToLower(o.outputFormat)
-	if format != "text" && format != "json" {
-		return nil, usagef("--output-format %q: want text or json", o.outputFormat)
+	if !validOutputFormat(format) {
+		return nil, usagef("--output-format %q: want text or json, fio-json, or text,json / text,fio-json with --json-output FILE", o.outputFormat)
 	}
 	mode, n, err := parseDoorbell(o.doorbell)
 	if err != nil {

@@ -70,6 +70,10 @@ func (t *NamespaceTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error
 	if cfg.Handler == nil {
 		return nil, fmt.Errorf("nvme: queue config has no completion handler")
 	}
+	var fua uint32
+	if cfg.FUA {
+		fua = spec.RWForceUnitAccess
+	}
 	nbuf := cfg.Buffers
 	if nbuf == 0 {
 		nbuf = cfg.Depth
@@ -98,7 +102,7 @@ func (t *NamespaceTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error
 	debug.SetPanicOnFault(true)
 	return &nsQueue{
 		qp: qp, ns: t.ns, bufs: bufs, stride: stride, offset: cfg.BufferOffset, ioSize: cfg.IOSize,
-		nbuf: nbuf, handler: cfg.Handler, lbaShift: uint(bits.TrailingZeros32(t.ns.sectorSize)),
+		nbuf: nbuf, handler: cfg.Handler, lbaShift: uint(bits.TrailingZeros32(t.ns.sectorSize)), fua: fua,
 	}, nil
 }
 
@@ -114,6 +118,9 @@ type nsQueue struct {
 	handler  target.Handler
 	lbaShift uint
 	cmd      spec.Command // scratch, copied by Submit
+	fua      uint32       // CDW12 FUA bit for every read and write, or 0
+
+	polls, idlePolls uint64 // for TransportStats
 }
 
 func (q *nsQueue) Buffer(i int) []byte {
@@ -133,6 +140,7 @@ func (q *nsQueue) Submit(r *target.Request) error {
 	} else {
 		q.ns.ReadCommand(&q.cmd, slba, nlb)
 	}
+	q.cmd.CDW12 |= q.fua
 	return q.qp.Submit(&q.cmd, q.bufs.Slice(r.Buf*q.stride+q.offset, int(r.Length)), q, r)
 }
 
@@ -150,7 +158,23 @@ func (q *nsQueue) CommandDone(arg any, cpl *spec.Completion) {
 	q.handler.Complete(r)
 }
 
-func (q *nsQueue) Poll() (int, error) { return q.qp.Poll() }
+func (q *nsQueue) Poll() (int, error) {
+	n, err := q.qp.Poll()
+	q.polls++
+	if n == 0 {
+		q.idlePolls++
+	}
+	return n, err
+}
+
+// TransportStats implements target.StatsQueue.
+func (q *nsQueue) TransportStats() target.QueueStats {
+	s := q.qp.Stats()
+	return target.QueueStats{
+		Polls: q.polls, IdlePolls: q.idlePolls, Completions: s.Completed, Submitted: s.Submitted,
+		SQDoorbells: s.SQDoorbells, CQDoorbells: s.CQDoorbells, Queued: s.SoftQueued,
+	}
+}
 
 func (q *nsQueue) Outstanding() int { return q.qp.Outstanding() }
 

@@ -84,6 +84,38 @@ type QueueConfig struct {
 	DoorbellN      int          // N for DoorbellEveryN
 	MaxCompletions int          // most completions one Poll reaps; 0 = no limit
 	Handler        Handler      // told of every completion, from Poll
+	// FUA sets Force Unit Access on every read and write (spdk_nvme_perf --fua). Queues
+	// that cannot carry it refuse it in OpenQueue.
+	FUA bool
+}
+
+// QueueStats are a queue's transport counters, named as spdk_nvme_perf
+// --transport-stats prints them for PCIe.
+type QueueStats struct {
+	Polls       uint64 // Poll calls
+	IdlePolls   uint64 // Poll calls that completed nothing
+	Completions uint64 // commands completed
+	Submitted   uint64 // commands submitted to the device
+	SQDoorbells uint64 // submission queue tail doorbell writes
+	CQDoorbells uint64 // completion queue head doorbell writes
+	Queued      uint64 // submissions that waited in software for a free slot
+}
+
+// Add accumulates o into s (a job's queue pairs sum into one record).
+func (s *QueueStats) Add(o QueueStats) {
+	s.Polls += o.Polls
+	s.IdlePolls += o.IdlePolls
+	s.Completions += o.Completions
+	s.Submitted += o.Submitted
+	s.SQDoorbells += o.SQDoorbells
+	s.CQDoorbells += o.CQDoorbells
+	s.Queued += o.Queued
+}
+
+// StatsQueue is implemented by queues that count transport events (the userspace NVMe
+// driver's); read it before Close.
+type StatsQueue interface {
+	TransportStats() QueueStats
 }
 
 // Request is one I/O. The caller owns it and reuses it; the queue reads it in Submit and
