@@ -52,7 +52,7 @@ func TestExtendedLBAWithPI(t *testing.T) {
 	h := newHost(t, cfg)
 	q := h.ioQueue(1, 16, 16)
 	const nlb, blk = 9, 520 // 9 blocks of 520 bytes cross page boundaries mid-block
-	wbuf := h.mustAlloc(nlb*blk + 4096).Slice(12, nlb*blk)
+	wbuf := h.mustAlloc(nlb*blk+4096).Slice(12, nlb*blk)
 	fillPattern(wbuf.Bytes, 3)
 	data := make([]byte, nlb*512)
 	for i := 0; i < nlb; i++ {
@@ -61,7 +61,7 @@ func TestExtendedLBAWithPI(t *testing.T) {
 	hostPI(data, func(i int) []byte { return wbuf.Bytes[i*blk+512 : (i+1)*blk] }, 512, 8, nlb, false, 100, 0x1234, 1)
 	wantStatus(t, "write with host PI", st(h.run(q, piCmd(h, spec.IOWrite, 100, nlb, wbuf, 0, allChecks, 100, 0x1234))), spec.StatusSuccess)
 
-	rbuf := h.mustAlloc(nlb*blk + 4096).Slice(4, nlb*blk)
+	rbuf := h.mustAlloc(nlb*blk+4096).Slice(4, nlb*blk)
 	wantStatus(t, "read, all checks", st(h.run(q, piCmd(h, spec.IORead, 100, nlb, rbuf, 0, allChecks, 100, 0x1234))), spec.StatusSuccess)
 	if !bytes.Equal(rbuf.Bytes, wbuf.Bytes) {
 		t.Fatal("extended blocks (data and PI) read back differ")
@@ -118,8 +118,8 @@ func TestSeparateMetadataEveryPIType(t *testing.T) {
 		q := h.ioQueue(1, 16, 16)
 		const nlb = 3
 		ms := int(tc.ms)
-		data := h.mustAlloc(nlb*4096 + 100).Slice(100, nlb*4096)
-		md := h.mustAlloc(nlb*ms + 4).Slice(4, nlb*ms)
+		data := h.mustAlloc(nlb*4096+100).Slice(100, nlb*4096)
+		md := h.mustAlloc(nlb*ms+4).Slice(4, nlb*ms)
 		fillPattern(data.Bytes, tc.typ)
 		fillPattern(md.Bytes, 50+tc.typ)
 		prinfo := uint32(0)
