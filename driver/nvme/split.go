@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"github.com/nvmeperf/nvmeperf/driver/bus"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 	"github.com/nvmeperf/nvmeperf/driver/target"
 )
@@ -201,9 +202,11 @@ func (q *nsQueue) issue(p *parentIO) error {
 	}
 	start := int(p.next) * l.wireBlock
 	n := int(nlb) * l.wireBlock
-	data := q.bufs.Slice(p.buf*q.stride+q.offset+start, n)
+	var data bus.Buffer
 	if l.interleave {
 		data = q.wire.Slice(p.buf*q.wireStride+q.offset+start, n)
+	} else {
+		data = q.bufs.Slice(p.buf*q.stride+q.offset+start, n)
 	}
 	if err := q.qp.Submit(cmd, data, q, p); err != nil {
 		return err
