@@ -194,7 +194,7 @@ func (q *nsQueue) issue(p *parentIO) error {
 	l := &q.layout
 	if l.pi.typ != 0 {
 		cmd.CDW12 |= l.prinfo
-		cmd.CDW14 = uint32(slba)                // expected initial reference tag
+		cmd.CDW14 = uint32(slba)                  // expected initial reference tag
 		cmd.CDW15 = 0xFFFF<<16 | uint32(piAppTag) // application tag mask and value
 	}
 	if l.separate {
