@@ -41,7 +41,7 @@ type Info struct {
 	NSID        uint32
 	LBASize     uint32 // logical block size in bytes
 	Capacity    uint64 // bytes
-	MaxTransfer uint32 // largest single I/O in bytes; 0 when unlimited or unknown
+	MaxTransfer uint32 // largest transfer of one command in bytes (larger I/O is split); 0 when unlimited or unknown
 }
 
 // DoorbellMode says when a queue tells the device about new submissions.
