@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
@@ -16,6 +17,11 @@ type Namespace struct {
 	sectorSize uint32
 	metaSize   uint16
 	sectors    uint64
+
+	// From the NVM Command Set Identify Namespace, read on first use and only when
+	// the controller has extended LBA formats (CTRATT.ELBAS).
+	elbafOnce sync.Once
+	pif, sts  uint8
 }
 
 func (ns *Namespace) fill() {
@@ -32,6 +38,10 @@ type Format struct {
 	Extended     bool   // metadata follows each block's data in the data buffer (FLBAS bit 4); else separate (MPTR)
 	PIType       uint8  // protection information type: 0 none, 1 to 3 (DPS bits 2:0)
 	PIFirst      bool   // PI is the first 8 bytes of metadata (DPS bit 3); else the last
+	// PIFormat and StorageTagBits come from the extended LBA format (NVMe 2.0 ELBAF):
+	// spec.PIF16Guard (the 8-byte tuple) and 0 unless the controller reports others.
+	PIFormat       uint8
+	StorageTagBits uint8
 }
 
 // String names the format, e.g. "512+8 extended LBA, PI type 1 (last 8 bytes)".
@@ -52,7 +62,20 @@ func (f Format) String() string {
 	if f.PIFirst {
 		where = "first"
 	}
-	return fmt.Sprintf("%s, PI type %d (%s 8 bytes)", s, f.PIType, where)
+	s = fmt.Sprintf("%s, PI type %d (%s 8 bytes)", s, f.PIType, where)
+	switch f.PIFormat {
+	case spec.PIF16Guard:
+	case spec.PIF32Guard:
+		s += " with a 32-bit guard"
+	case spec.PIF64Guard:
+		s += " with a 64-bit guard"
+	default:
+		s += fmt.Sprintf(" with PI format %d", f.PIFormat)
+	}
+	if f.StorageTagBits != 0 {
+		s += fmt.Sprintf(" and a %d-bit storage tag", f.StorageTagBits)
+	}
+	return s
 }
 
 // check says whether nvmeperf can drive the format, and why not.
@@ -68,6 +91,8 @@ func (f Format) check() error {
 		return fmt.Errorf("protection information type %d is reserved", f.PIType)
 	case f.PIType != 0 && f.MetadataSize < spec.PISize:
 		return fmt.Errorf("protection information needs %d bytes of metadata, the format has %d", spec.PISize, f.MetadataSize)
+	case f.PIType != 0 && (f.PIFormat != spec.PIF16Guard || f.StorageTagBits != 0):
+		return fmt.Errorf("only the 8-byte protection information tuple (16-bit guard, no storage tag) is supported")
 	}
 	return nil
 }
@@ -79,8 +104,27 @@ func (ns *Namespace) Format() Format {
 		f.Extended = ns.ident.ExtendedMetadata()
 		f.PIType = ns.ident.DPS & spec.DPSTypeMask
 		f.PIFirst = f.PIType != 0 && ns.ident.DPS&spec.DPSFirst != 0
+		if f.PIType != 0 {
+			ns.elbafOnce.Do(ns.readELBAF)
+			f.PIFormat, f.StorageTagBits = ns.pif, ns.sts
+		}
 	}
 	return f
+}
+
+// readELBAF reads the current format's PI format and storage tag size when the
+// controller has extended LBA formats. A controller that fails the Identify is taken
+// at its word that only the 16-bit guard exists.
+func (ns *Namespace) readELBAF() {
+	if ns.ctrl.ident.CTRATT&spec.CTRATTExtendedLBAFormats == 0 {
+		return
+	}
+	var nvm spec.NVMIdentifyNamespace
+	if err := ns.ctrl.identifyInto(spec.CNSNVMNamespace, ns.id, unsafe.Pointer(&nvm)); err != nil {
+		return
+	}
+	e := nvm.ELBAF[ns.ident.FormatIndex()]
+	ns.pif, ns.sts = spec.ELBAFPIFormat(e), spec.ELBAFStorageTagSize(e)
 }
 
 // CheckFormat returns an error naming the format when nvmeperf cannot drive it.

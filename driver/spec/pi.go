@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 )
 
 // End-to-end data protection (NVM Command Set 1.0, section 5.2 "End-to-end Data
@@ -171,3 +172,38 @@ var crcT10 = func() (t [8][256]uint16) {
 	}
 	return t
 }()
+
+// Extended LBA formats (NVMe 2.0): a controller with CTRATT.ELBAS describes each LBA
+// format's protection information format and storage tag size in the NVM Command Set
+// Identify Namespace data (CNS 05h, CSI 00h). Without ELBAS every PI format is the
+// 8-byte tuple with a 16-bit guard.
+const (
+	CTRATTExtendedLBAFormats = 1 << 15 // Identify Controller CTRATT bit 15: ELBAS
+	CNSNVMNamespace          = 0x05    // I/O command set specific Identify Namespace (CSI in CDW11 31:24)
+)
+
+// PI formats (ELBAF bits 8:7, PIF).
+const (
+	PIF16Guard = 0 // 16-bit guard: the 8-byte tuple
+	PIF32Guard = 1
+	PIF64Guard = 2
+)
+
+// NVMIdentifyNamespace is the NVM Command Set Identify Namespace data structure
+// (NVM Command Set 1.0b, figure 97 in 2.0's numbering: CNS 05h, CSI 00h).
+type NVMIdentifyNamespace struct {
+	LBSTM uint64     // 0: logical block storage tag mask
+	PIC   uint8      // 8: protection information capabilities
+	_     [3]byte    // 9
+	ELBAF [64]uint32 // 12: extended LBA format n: STS bits 6:0, PIF bits 8:7
+	_     [3828]byte
+}
+
+var _ [IdentifyDataSize]byte = [unsafe.Sizeof(NVMIdentifyNamespace{})]byte{}
+
+// ELBAFStorageTagSize is the storage tag size in bits of an extended LBA format.
+func ELBAFStorageTagSize(e uint32) uint8 { return uint8(e & 0x7F) }
+
+// ELBAFPIFormat is the protection information format (PIF16Guard...) of an extended
+// LBA format.
+func ELBAFPIFormat(e uint32) uint8 { return uint8(e>>7) & 0x3 }
