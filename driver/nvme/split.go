@@ -165,7 +165,9 @@ func (q *nsQueue) pump() {
 	for q.pending.count > 0 {
 		p := q.pending.peek()
 		for !p.failed && p.next < p.nlb && q.qp.Outstanding() < q.qp.Capacity() {
-			if err := q.issue(p); err != nil {
+			if err := q.qp.Err(); err != nil {
+				p.fail(err)
+			} else if err := q.issue(p); err != nil {
 				p.fail(err)
 			}
 		}
@@ -208,11 +210,19 @@ func (q *nsQueue) issue(p *parentIO) error {
 	} else {
 		data = q.bufs.Slice(p.buf*q.stride+q.offset+start, n)
 	}
-	if err := q.qp.Submit(cmd, data, q, p); err != nil {
-		return err
-	}
+	// Count the child first: if ringing its doorbell finds the controller gone, the
+	// queue pair fails inside Submit and completes the child (CommandDone) before
+	// Submit returns.
 	p.next += nlb
 	p.inflight++
+	if err := q.qp.Submit(cmd, data, q, p); err != nil {
+		if q.qp.Err() == nil {
+			// Refused before it was queued: no completion will come.
+			p.next -= nlb
+			p.inflight--
+		}
+		return err
+	}
 	return nil
 }
 

@@ -247,3 +247,44 @@ func TestSplitIOAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitControllerFailure: when the controller dies with split I/O in flight and
+// parents still waiting for slots, Poll reports the failure and every parent completes
+// exactly once, with an error.
+func TestSplitControllerFailure(t *testing.T) {
+	dev, c := newSim(t, func(cfg *sim.Config) { cfg.MDTS = 1; cfg.Store = sim.StoreDiscard })
+	h := newCollector(dev)
+	q := openTarget(t, c, target.QueueConfig{Depth: 8, IOSize: 256 << 10, QueueSize: 8, Handler: h})
+	dev.Faults().SetFrozen(true) // nothing completes: 7 children out, the rest wait
+	reqs := make([]target.Request, 8)
+	for i := range reqs {
+		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) << 18, Length: 256 << 10, Buf: i}
+		if err := q.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev.Faults().SetFatal()
+	deadline := time.Now().Add(20 * time.Second)
+	var perr error
+	for perr == nil {
+		_, perr = q.Poll()
+		if time.Now().After(deadline) {
+			t.Fatal("Poll never reported the dead controller")
+		}
+	}
+	if !errors.Is(perr, nvme.ErrFailed) {
+		t.Fatalf("poll error %v, want ErrFailed", perr)
+	}
+	q.Poll() // anything deferred is delivered by now at the latest
+	if h.completed != 8 || q.Outstanding() != 0 {
+		t.Fatalf("%d of 8 parents completed, %d outstanding", h.completed, q.Outstanding())
+	}
+	for i := range reqs {
+		if h.calls[&reqs[i]] != 1 || reqs[i].Err == nil {
+			t.Errorf("request %d: completed %d times, err %v", i, h.calls[&reqs[i]], reqs[i].Err)
+		}
+	}
+	if err := q.Submit(&reqs[0]); err == nil {
+		t.Error("submit on a failed queue accepted")
+	}
+}
