@@ -78,6 +78,14 @@ type Config struct {
 
 	Verify VerifyMode
 
+	// IOUnitSize, when > 0, makes targets that can split I/O send every I/O as
+	// commands of at most this many bytes (spdk_nvme_perf -O); a multiple of every
+	// target's LBA size, at most IOSize. 0 = one command per I/O where possible.
+	IOUnitSize int
+	// Protection is the end-to-end protection information handling asked of targets
+	// formatted with PI (spdk_nvme_perf -e).
+	Protection target.Protection
+
 	// DrainTimeout bounds how long stopping workers wait for in-flight I/Os before
 	// giving up on a device that stopped answering; 0 = DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -164,6 +172,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("workload: verify mode %d: accepted are off, write-check, read-only", uint8(c.Verify))
+	}
+	if c.IOUnitSize < 0 || c.IOUnitSize > c.IOSize || c.IOUnitSize%4 != 0 {
+		return fmt.Errorf("workload: I/O unit size %d: must be 0 (the I/O size) or a multiple of 4 bytes up to the I/O size %d", c.IOUnitSize, c.IOSize)
 	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("workload: drain timeout %v: must not be negative", c.DrainTimeout)

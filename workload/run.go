@@ -55,6 +55,9 @@ func checkTargets(targets []target.Target, cfg *Config) ([]target.Info, error) {
 		if cfg.IOSize%int(info.LBASize) != 0 {
 			return nil, fmt.Errorf("workload: I/O size %d: must be a multiple of the LBA size %d of target %s", cfg.IOSize, info.LBASize, info.Name)
 		}
+		if cfg.IOUnitSize%int(info.LBASize) != 0 {
+			return nil, fmt.Errorf("workload: I/O unit size %d: must be a multiple of the LBA size %d of target %s", cfg.IOUnitSize, info.LBASize, info.Name)
+		}
 		if cfg.Verify != VerifyOff {
 			if err := verify.ValidateLBASize(int(info.LBASize)); err != nil {
 				return nil, fmt.Errorf("workload: verify mode %s on target %s: %w", cfg.Verify, info.Name, err)

@@ -168,6 +168,8 @@ func (w *worker) setup() error {
 				DoorbellN:      w.cfg.DoorbellN,
 				MaxCompletions: w.cfg.MaxCompletions,
 				Handler:        w,
+				IOUnitSize:     w.cfg.IOUnitSize,
+				Protection:     w.cfg.Protection,
 			})
 			if err != nil {
 				return fmt.Errorf("workload: worker %d: open queue %d on %s: %w", w.index, qi, j.info.Name, err)

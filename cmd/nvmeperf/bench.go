@@ -68,6 +68,11 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}()
 	for _, t := range targets {
 		meta.Config.Targets = append(meta.Config.Targets, targetLabel(t.Info()))
+		if lba := int(t.Info().LBASize); p.cfg.IOUnitSize > 0 && lba > 0 && p.cfg.IOUnitSize%lba != 0 {
+			err := usagef("-O %s: io unit size must be a multiple of the LBA size; %s has %d-byte blocks", a.opts.ioUnitSize, t.Info().Name, lba)
+			a.writeFailure(meta, p, "error: "+err.Error())
+			return err
+		}
 	}
 
 	cfg := p.cfg

@@ -140,6 +140,8 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.BoolVar(&o.sqpoll, "sqpoll", false, "io_uring: kernel submission polling thread (SQPOLL)")
 	f.BoolVar(&o.hipri, "hipri", false, "io_uring: polled completions (IOPOLL); needs poll queues on the device")
 	f.BoolVar(&o.passthru, "passthru", false, "io_uring: send NVMe commands through /dev/ngXnY (automatic for /dev/ngXnY)")
+	f.StringVarP(&o.ioUnitSize, "io-unit-size", "O", "", "userspace NVMe: send each I/O as commands of at most this many bytes (a multiple of the LBA size, at most -o); default the I/O size, split only where MDTS requires")
+	f.StringVarP(&o.metadata, "metadata", "e", "", "userspace NVMe, namespaces with protection information: 'PRACT=0|1,PRCHK=GUARD|REFTAG|APPTAG' (as spdk_nvme_perf)")
 	f.StringArrayVar(&o.labels, "label", nil, "key=value recorded in the JSON config (repeatable), e.g. --label ci_job=42")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress line or notices on stderr")
 	a.registerCompatFlags(f)
