@@ -327,9 +327,9 @@ func TestBuildStatus(t *testing.T) {
 		wantError  string
 	}{
 		{"derived ok", clean, "", "ok", ""},
-		{"derived io errors", withErrors, "", "io_errors", ""},
+		{"derived io errors", withErrors, "", "io_errors", "2 I/Os failed"},
 		{"derived interrupted", interrupted, "", "interrupted", ""},
-		{"derived error", failed, "", "error: sim: injected controller failure", "sim: injected controller failure"},
+		{"derived error with failed I/Os", failed, "", "io_errors", "sim: injected controller failure"},
 		{"given device failure", clean, "device_failed: CSTS.CFS set", "device_failed: CSTS.CFS set", "CSTS.CFS set"},
 		{"given error", clean, "error: cannot open /dev/nvme0n1", "error: cannot open /dev/nvme0n1", "cannot open /dev/nvme0n1"},
 		{"given status, Err wins the error text", failed, "device_failed: CSTS.CFS set", "device_failed: CSTS.CFS set", "sim: injected controller failure"},
