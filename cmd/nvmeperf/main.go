@@ -14,18 +14,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nvmeperf/nvmeperf/driver/blockdev"
 	"github.com/nvmeperf/nvmeperf/driver/pcie"
+	"github.com/nvmeperf/nvmeperf/report"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
 var version = "dev"
 
-// Exit statuses.
+// Exit statuses: report.Judge decides them with the status (see docs/safety.md).
 const (
-	exitOK      = 0
-	exitFailed  = 1 // I/O errors (without -Q), a device failure, or a run error
-	exitUsage   = 2
-	exitSignal2 = 130 // second Ctrl-C
+	exitOK      = report.ExitOK
+	exitFailed  = report.ExitFailed // I/O errors (without -Q), a device failure, a verify failure or a run error
+	exitUsage   = report.ExitUsage  // a bad command line or a refusal to write; nothing was done
+	exitSignal2 = report.ExitInterrupted
 )
 
 func main() {
@@ -47,11 +49,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ue) || app.flagError(err) {
 		fmt.Fprintf(stderr, "nvmeperf: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'nvmeperf --help' for the flags.")
-		app.writeFailureJSON("usage: " + err.Error())
+		app.writeFailureJSON(report.UsageVerdict(err.Error()))
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "nvmeperf: %v\n", err)
-	return exitFailed
+	if app.status == exitOK {
+		return exitFailed
+	}
+	return app.status
 }
 
 type app struct {
@@ -61,12 +66,31 @@ type app struct {
 	opts   options
 	status int
 	root   *cobra.Command
+
+	plan          *plan
+	guard         *blockdev.Guard // what may be written, knowing the targets
+	out           *os.File        // --output, opened and checked before the targets
+	outCreated    bool            // this run created --output
+	reportWritten bool
 	// probe lists local NVMe controllers; tests replace it.
 	probe func() ([]pcie.Controller, error)
 }
 
 func newApp(args []string, stdout, stderr io.Writer) *app {
-	return &app{args: args, stdout: stdout, stderr: stderr, probe: pcie.Probe}
+	return &app{args: args, stdout: stdout, stderr: stderr, probe: pcie.Probe, guard: &blockdev.Guard{}}
+}
+
+// argsUsage is cobra.ExactArgs as a usage error (exit 2) that says what is expected.
+func argsUsage(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			if n == 0 {
+				return usagef("%s takes no arguments, got %q", cmd.Name(), args)
+			}
+			return usagef("%s needs %s (%d argument), got %d: %q", cmd.Name(), what, n, len(args), args)
+		}
+		return nil
+	}
 }
 
 // flagError tells cobra's own flag parsing errors apart from run failures.

@@ -21,7 +21,7 @@ every block written by --verify with the same --seed: all-zero blocks count as u
 blocks with the right header and pattern as verified, anything else as mismatched. The
 format is documented in docs/verify-format.md. Exit status 0 when no block mismatches
 (and, with --require-written, at least one block verified), 1 otherwise.`,
-		Args: cobra.ExactArgs(1),
+		Args: argsUsage(1, "the image or device to check"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if err := verify.ValidateLBASize(lbaSize); err != nil {
 				return usagef("--lba-size %d: %v", lbaSize, err)

@@ -381,3 +381,10 @@ func (g *Guard) CheckOpened(f *os.File) error {
 	}
 	return nil
 }
+
+// File types of Object.Mode, named for callers that do not import x/sys/unix.
+const (
+	ModeFile  = unix.S_IFREG
+	ModeBlock = unix.S_IFBLK
+	ModeChar  = unix.S_IFCHR
+)

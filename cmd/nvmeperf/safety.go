@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/nvmeperf/nvmeperf/driver/blockdev"
+	simdev "github.com/nvmeperf/nvmeperf/driver/sim"
+	"github.com/nvmeperf/nvmeperf/driver/target"
+	"github.com/nvmeperf/nvmeperf/driver/trid"
+	"github.com/nvmeperf/nvmeperf/workload"
+)
+
+// What the CLI checks before it opens anything; the decisions themselves live in
+// blockdev.Guard (what may be written) and report.Judge (status and exit status).
+
+// kernelOnlyFlags change how io_uring drives a kernel device or file; without one named
+// as an argument they would be ignored, so they are a usage error instead.
+var kernelOnlyFlags = []string{"size", "sqpoll", "hipri", "passthru"}
+
+// parseTRIDs parses -r and, for the simulated controller, its keys, so that a bad key
+// is a usage error (exit 2) before anything starts.
+func (a *app) parseTRIDs(p *plan) ([]trid.ID, error) {
+	var ids []trid.ID
+	for _, s := range a.opts.trids {
+		id, err := trid.Parse(s)
+		if err != nil {
+			return nil, usagef("-r %q: %v", s, err)
+		}
+		if id.Type == trid.Sim {
+			cfg, err := simdev.ParseOptions(id.Options)
+			if err != nil {
+				return nil, usagef("-r %q: %v", s, err)
+			}
+			if p.cfg.Verify != workload.VerifyOff && !cfg.StoresData() {
+				return nil, usagef("%s with -r %q: the simulated namespaces keep no data (store %s, %d × %d bytes, memlimit %d), so reads return nothing to check; use store:mem or a smaller nssize",
+					verifyFlag(p.cfg.Verify), s, cfg.Store, cfg.Namespaces, cfg.NamespaceSize, cfg.MemLimit)
+			}
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func verifyFlag(m workload.VerifyMode) string {
+	if m == workload.VerifyReadOnly {
+		return "--verify-read"
+	}
+	return "--verify"
+}
+
+// writes reports whether the workload writes.
+func writes(p *plan) bool {
+	c := p.cfg
+	return c.Pattern == workload.Write || c.Pattern == workload.RandWrite || (c.Pattern.Mixed() && c.ReadPercent < 100)
+}
+
+// checkKernelTargets refuses, before anything is opened: io_uring flags with no kernel
+// target, --size on a device, a missing or empty file without --size, and (without
+// --allow-destructive) a write workload on anything blockdev.Guard says holds data.
+func (a *app) checkKernelTargets(p *plan, paths []string, fileSize int64) error {
+	if len(paths) == 0 {
+		for _, f := range kernelOnlyFlags {
+			if a.opts.set(f) {
+				return usagef("--%s applies to kernel devices and files named as arguments (io_uring); no such target was given, so it would be ignored", f)
+			}
+		}
+	}
+	a.guard = &blockdev.Guard{}
+	for _, path := range paths {
+		o, err := blockdev.Resolve(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			if fileSize == 0 {
+				return usagef("%s does not exist; give --size (e.g. --size 1g) to create it as a file", path)
+			}
+		case err != nil:
+			return fmt.Errorf("%s: %w", path, err)
+		case o.Mode == blockdev.ModeFile && fileSize == 0 && isEmptyFile(path):
+			return usagef("%s is an empty file; give --size (e.g. --size 1g) to extend it", path)
+		case o.Mode != blockdev.ModeFile && a.opts.set("size"):
+			return usagef("--size %s: applies to regular files; %s is not one (a device's size is its capacity)", a.opts.fileSize, path)
+		}
+		if err := a.guard.AddTarget(path); err != nil {
+			return err
+		}
+	}
+	if writes(p) && !a.opts.allowDestruct {
+		for _, path := range paths {
+			if err := a.guard.CheckTargetWrite(path); err != nil {
+				if errors.Is(err, blockdev.ErrRefused) {
+					return usagef("-w %s on %v", p.cfg.Pattern, err)
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func isEmptyFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Size() == 0
+}
+
+// openOutput opens --output before any target, so that a report that cannot be written
+// fails at once (exit 2), not after the run.
+func (a *app) openOutput() error {
+	if a.opts.outputFile == "" {
+		return nil
+	}
+	f, created, err := a.guard.OpenOutput(a.opts.outputFile)
+	if err != nil {
+		var re *blockdev.RefusedError
+		if errors.As(err, &re) {
+			return usagef("--output %s: %v", a.opts.outputFile, err)
+		}
+		return usagef("--output %s: cannot write the report there: %v", a.opts.outputFile, unwrapPathError(err))
+	}
+	a.out, a.outCreated = f, created
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// checkOutputAgainst re-checks the opened report file against the targets now that
+// they exist (a file --size just created).
+func (a *app) checkOutputAgainst(paths []string) error {
+	if a.out == nil {
+		return nil
+	}
+	for _, path := range paths {
+		if err := a.guard.AddTarget(path); err != nil {
+			return err
+		}
+	}
+	if err := a.guard.CheckOpened(a.out); err != nil {
+		return usagef("--output %s: %v", a.opts.outputFile, err)
+	}
+	return nil
+}
+
+func (a *app) reportWriter() io.Writer {
+	if a.out != nil {
+		return a.out
+	}
+	return a.stdout
+}
+
+func (a *app) closeOutput() error {
+	if a.out == nil {
+		return nil
+	}
+	err := a.out.Close()
+	a.out = nil
+	return err
+}
+
+// removeCreatedOutput removes the report file this run created when no report went
+// into it.
+func (a *app) removeCreatedOutput() {
+	if !a.outCreated || a.reportWritten {
+		return
+	}
+	a.closeOutput()
+	_ = os.Remove(a.opts.outputFile)
+	a.outCreated = false
+}
+
+// removeCreatedTargets removes the files this run created as targets (--size on a new
+// path) when the run did not happen. Files that existed before are never removed.
+func (a *app) removeCreatedTargets(targets []target.Target) {
+	for _, t := range targets {
+		if c, ok := t.(interface{ Created() bool }); ok && c.Created() {
+			_ = os.Remove(t.Info().Name)
+		}
+	}
+}
+
+// jsonAsked reports whether JSON output was asked for, reading the raw arguments too,
+// so that a flag error before --output-format json is parsed still gives a document.
+func (a *app) jsonAsked() bool {
+	if a.opts.set != nil && a.opts.set("output-format") {
+		return strings.EqualFold(a.opts.outputFormat, "json")
+	}
+	return scanOutputFormat(a.args[1:]) == "json"
+}
+
+// scanOutputFormat finds the last --output-format value in args without cobra (which
+// stops at the first bad flag): "--output-format json" or "--output-format=json".
+func scanOutputFormat(args []string) string {
+	format := ""
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(arg, "--output-format="); ok {
+			format = v
+		} else if arg == "--output-format" && i+1 < len(args) {
+			format = args[i+1]
+			i++
+		}
+	}
+	return strings.ToLower(format)
+}
