@@ -326,8 +326,12 @@ func (a *app) progressLine(pr workload.Progress) {
 	if pr.Remaining > 0 {
 		rem = fmt.Sprintf(", %s left", pr.Remaining.Round(time.Second))
 	}
-	fmt.Fprintf(a.stderr, "\r\033[K[%s %s%s] %.0f IOPS, %.1f MiB/s, %d I/Os",
-		phase, pr.Elapsed.Round(time.Second), rem, pr.IOPS, pr.MiBps, pr.IOs)
+	rate := "rate pending" // no window of workload.MinRateWindow yet in this phase
+	if pr.IOPS > 0 {
+		rate = fmt.Sprintf("%.0f IOPS, %.1f MiB/s", pr.IOPS, pr.MiBps)
+	}
+	fmt.Fprintf(a.stderr, "\r\033[K[%s %s%s] %s, %d I/Os",
+		phase, pr.Elapsed.Round(time.Second), rem, rate, pr.IOs)
 }
 
 func (a *app) notice(format string, args ...any) {
