@@ -204,13 +204,16 @@ func probe() error {
 	return r.close()
 }
 
+// geteuid is a variable so tests can be root and not root.
+var geteuid = os.Geteuid
+
 func openError(path string, passthrough, writes bool, err error) error {
 	mode := "reading"
 	if writes {
 		mode = "reading and writing"
 	}
 	switch {
-	case (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) && os.Geteuid() == 0:
+	case (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) && geteuid() == 0:
 		// Root is refused by an immutable or append-only file (chattr +i/+a), a
 		// read-only bind, or a security module — never by permissions.
 		return fmt.Errorf("io_uring: opening %s for %s: %w, even as root: the file may be immutable or append-only (lsattr shows i or a; chattr -i removes it), or a security module (SELinux, AppArmor) denies it", path, mode, err)

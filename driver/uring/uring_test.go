@@ -420,8 +420,18 @@ func TestSetupErrors(t *testing.T) {
 	if err := setupError(unix.EPERM); !strings.Contains(err.Error(), "disabled by sysctl kernel.io_uring_disabled=") || !errors.Is(err, unix.EPERM) {
 		t.Errorf("EPERM: %v", err)
 	}
+	old := geteuid
+	defer func() { geteuid = old }()
+	geteuid = func() int { return 1000 }
 	if e := openError("/dev/x", false, true, unix.EACCES); !strings.Contains(e.Error(), "opening /dev/x for reading and writing: permission denied; run as root") {
 		t.Errorf("EACCES: %v", e)
+	}
+	// Root is refused by an immutable file, not by permissions: never "run as root".
+	geteuid = func() int { return 0 }
+	for _, errno := range []error{unix.EACCES, unix.EPERM} {
+		if e := openError("/x", false, true, errno); strings.Contains(e.Error(), "run as root") || !strings.Contains(e.Error(), "immutable") {
+			t.Errorf("%v as root: %v", errno, e)
+		}
 	}
 	if e := openError("/x", false, false, unix.EINVAL); !strings.Contains(e.Error(), "does not support direct I/O") {
 		t.Errorf("EINVAL: %v", e)
