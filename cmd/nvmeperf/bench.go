@@ -60,6 +60,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		return err
 	}
 
+	a.hook("open")
 	targets, err := a.openTargets(p, ids, args, fileSize)
 	if err != nil {
 		a.removeCreatedOutput()
@@ -102,6 +103,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		cfg.Progress = a.progressLine
 	}
 
+	a.hook("run")
 	var res workload.Result
 	if ctx.Err() != nil {
 		// Interrupted while the targets were opening: no I/O was done.
@@ -296,7 +298,7 @@ func (a *app) interruptible() (context.Context, func()) {
 	go func() {
 		select {
 		case <-sigs:
-			a.notice("interrupted: draining in-flight I/O and reporting what was measured (Ctrl-C again to exit at once)")
+			a.notice("interrupted: stopping and reporting what was measured (Ctrl-C again to exit at once, without a report)")
 			cancel()
 		case <-done:
 			return

@@ -36,9 +36,13 @@ func main() {
 
 // run executes the command line and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := newApp(args, stdout, stderr)
+	return newApp(args, stdout, stderr).run()
+}
+
+func (app *app) run() int {
+	stdout, stderr := app.stdout, app.stderr
 	root := app.rootCommand()
-	root.SetArgs(args[1:])
+	root.SetArgs(app.args[1:])
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.Execute()
@@ -72,6 +76,9 @@ type app struct {
 	out           *os.File        // --output, opened and checked before the targets
 	outCreated    bool            // this run created --output
 	reportWritten bool
+	// phaseHook, set by tests, runs at the start of a phase ("open", "run"), so a
+	// signal can be sent at exactly that point.
+	phaseHook func(phase string)
 	// probe lists local NVMe controllers; tests replace it.
 	probe func() ([]pcie.Controller, error)
 }
@@ -163,4 +170,10 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
 	a.root = root
 	return root
+}
+
+func (a *app) hook(phase string) {
+	if a.phaseHook != nil {
+		a.phaseHook(phase)
+	}
 }
