@@ -92,7 +92,7 @@ func (a *app) checkKernelTargets(p *plan, paths []string, fileSize int64) error 
 		for _, path := range paths {
 			if err := a.guard.CheckTargetWrite(path); err != nil {
 				if errors.Is(err, blockdev.ErrRefused) {
-					return usagef("-w %s on %v", p.cfg.Pattern, err)
+					return usagef("-w %s: %v", p.cfg.Pattern, err)
 				}
 				return err
 			}
