@@ -197,6 +197,8 @@ type hostileCase struct {
 	check func(t *testing.T, f *hostileFixture, r e2eRun)
 	// extraFile is opened read-only and passed to the process as fd 3.
 	extraFile string
+	// stdoutTo and stderrTo redirect the stream, appending, as a shell's >> does.
+	stdoutTo, stderrTo string
 }
 
 const sim16 = "trtype:sim nssize:16m"
@@ -353,6 +355,13 @@ func hostileCases() []hostileCase {
 		{name: "usage error creates no output file", args: base("-q", "0", "--output", "{dir}/never.json"), code: 2, want: []string{"-q 0"}, check: noFile("never.json")},
 		{name: "failed open removes the new output file", args: kernel("randread", "{dir}", "--output", "{dir}/never2.txt"), code: 1, want: []string{"{dir}", "not a regular file"}, check: noFile("never2.txt")},
 
+		// stdout and stderr as the shell opened them are outputs too.
+		{name: "stdout appended to the target", args: kernel("randread", "{data}"), stdoutTo: "{data}", code: 2, want: []string{"stdout", "target {data}"}},
+		{name: "stdout appended to the target, JSON", args: js(kernel("randread", "{data}")...), stdoutTo: "{data}", code: 2, want: []string{"stdout", "target"}},
+		{name: "stderr appended to the target", args: kernel("randread", "{data}", "--output", "/dev/null"), stderrTo: "{data}", code: 2},
+		{name: "stdout appended to a loop backing file", args: base(), stdoutTo: "{backing}", code: 2, want: []string{"stdout", "backs the loop device"}},
+		{name: "stdout appended to a file system image", args: base(), stdoutTo: "{fs}", code: 2, want: []string{"stdout", "file system"}},
+
 		// Targets: a write workload never destroys what it does not own.
 		{name: "write on a loop backing file", args: kernel("randwrite", "{backing}"), code: 2, want: []string{"{backing}", "backs the loop device {loop}", "--allow-destructive"}},
 		{name: "write on a mounted loop device", args: js(kernel("randwrite", "{loop}")...), code: 2, status: "error", want: []string{"{loop}", "mounted on", "--allow-destructive"}},
@@ -431,7 +440,22 @@ func TestHostileInputs(t *testing.T) {
 				}
 				defer extra.Close()
 			}
-			r := runHostile(t, extra, args...)
+			var streams [2]*os.File
+			for i, to := range []string{c.stdoutTo, c.stderrTo} {
+				if to == "" {
+					continue
+				}
+				p, ok := f.expand(to)
+				if !ok {
+					t.Skip("placeholder unavailable")
+				}
+				var err error
+				if streams[i], err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+					t.Fatal(err)
+				}
+				defer streams[i].Close()
+			}
+			r := runHostile(t, extra, streams, args...)
 			if r.code != c.code {
 				t.Errorf("exit %d, want %d\nstderr: %s", r.code, c.code, r.stderr)
 			}
@@ -447,7 +471,7 @@ func TestHostileInputs(t *testing.T) {
 			}
 			// A report that went to --output is not on stdout; a refused or unusable
 			// --output (exit 2) sends the document to stdout instead.
-			if jsonWanted(args) && (!hasFlag(args, "--output") || r.code == 2) {
+			if jsonWanted(args) && c.stdoutTo == "" && (!hasFlag(args, "--output") || r.code == 2) {
 				var d map[string]any
 				dec := json.NewDecoder(strings.NewReader(r.stdout))
 				if err := dec.Decode(&d); err != nil || dec.More() {
@@ -502,11 +526,17 @@ func jsonWanted(args []string) bool {
 }
 
 // runHostile runs the binary, with extra (if any) as fd 3.
-func runHostile(t *testing.T, extra *os.File, args ...string) e2eRun {
+func runHostile(t *testing.T, extra *os.File, streams [2]*os.File, args ...string) e2eRun {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if streams[0] != nil {
+		cmd.Stdout = streams[0]
+	}
+	if streams[1] != nil {
+		cmd.Stderr = streams[1]
+	}
 	if extra != nil {
 		cmd.ExtraFiles = []*os.File{extra}
 	}
@@ -583,3 +613,28 @@ func (l *lockedBuffer) String() string {
 }
 
 func (l *lockedBuffer) Bytes() []byte { return []byte(l.String()) }
+
+// TestAllowDestructiveOverrides: the refusal of a write target is lifted by
+// --allow-destructive, and only by it (the --output refusals have no override).
+func TestAllowDestructiveOverrides(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "old-fs.img")
+	b := make([]byte, 1<<20)
+	copy(b, "XFSB")
+	mustWrite(t, img, b)
+	args := []string{"-q", "4", "-o", "4k", "-w", "randwrite", "-d", "16", "-t", "30", img}
+	r := runBinary(t, args...)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "XFS") {
+		t.Fatalf("without the override: exit %d: %s", r.code, r.stderr)
+	}
+	r = runBinary(t, append(args, "--allow-destructive")...)
+	if r.code != 0 {
+		if strings.Contains(r.stderr, "io_uring") && (strings.Contains(r.stderr, "not supported") || strings.Contains(r.stderr, "disabled")) {
+			t.Skipf("io_uring unavailable here: %s", r.stderr)
+		}
+		t.Fatalf("with --allow-destructive: exit %d: %s", r.code, r.stderr)
+	}
+	r = runBinary(t, append(args, "--allow-destructive", "--output", img)...)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--output "+img) {
+		t.Errorf("--allow-destructive must not lift the --output refusal: exit %d: %s", r.code, r.stderr)
+	}
+}

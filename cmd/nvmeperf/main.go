@@ -40,15 +40,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func (app *app) run() int {
-	stdout, stderr := app.stdout, app.stderr
 	root := app.rootCommand()
 	root.SetArgs(app.args[1:])
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(app.stdout)
+	root.SetErr(app.stderr)
 	err := root.Execute()
 	if err == nil {
 		return app.status
 	}
+	// bench may have silenced a stream that turned out to name a target.
+	stderr := app.stderr
 	var ue *usageError
 	if errors.As(err, &ue) || app.flagError(err) {
 		fmt.Fprintf(stderr, "nvmeperf: %v\n", err)

@@ -88,6 +88,9 @@ func (a *app) checkKernelTargets(p *plan, paths []string, fileSize int64) error 
 			return err
 		}
 	}
+	if err := a.checkStreams(); err != nil {
+		return err
+	}
 	if writes(p) && !a.opts.allowDestruct {
 		for _, path := range paths {
 			if err := a.guard.CheckTargetWrite(path); err != nil {
@@ -145,6 +148,31 @@ func (a *app) checkOutputAgainst(paths []string) error {
 	}
 	if err := a.guard.CheckOpened(a.out); err != nil {
 		return usagef("--output %s: %v", a.opts.outputFile, err)
+	}
+	return a.checkStreams()
+}
+
+// checkStreams applies the --output rules to stdout and stderr as the shell opened them
+// (nvmeperf -w randread data.img >> data.img): a stream that names a target, a block
+// device or a file backing anything is silenced and the run refused, so not one byte of
+// report or notice lands in it.
+func (a *app) checkStreams() error {
+	for _, s := range []struct {
+		name string
+		w    *io.Writer
+	}{{"stdout", &a.stdout}, {"stderr", &a.stderr}} {
+		f, ok := (*s.w).(*os.File)
+		if !ok {
+			continue
+		}
+		if err := a.guard.CheckStream(f); err != nil {
+			*s.w = io.Discard
+			if a.root != nil {
+				a.root.SetOut(a.stdout)
+				a.root.SetErr(a.stderr)
+			}
+			return usagef("%s: %v", s.name, err)
+		}
 	}
 	return nil
 }

@@ -388,3 +388,32 @@ const (
 	ModeBlock = unix.S_IFBLK
 	ModeChar  = unix.S_IFCHR
 )
+
+// CheckStream applies the output rules to an already open stream (stdout or stderr as
+// the shell opened it): it must not be a target, a block device, a file backing
+// anything or a file system image. Unlike an --output path it was opened (and perhaps
+// truncated) by someone else, so this only keeps nvmeperf from writing into it.
+func (g *Guard) CheckStream(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil // a closed or odd stream: writes to it fail on their own
+	}
+	o := objectOf(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), &st)
+	if o.Mode == unix.S_IFREG && st.Size == 0 {
+		// An empty file (> report.txt) holds nothing; only a target match matters.
+		for _, t := range g.targets {
+			if o.Same(t) {
+				return &RefusedError{Path: f.Name(), Role: "stream", Findings: []string{fmt.Sprintf("it is the target %s of this run", t.Path)}}
+			}
+		}
+		return nil
+	}
+	if err := g.checkOutputObject(o); err != nil {
+		var re *RefusedError
+		if errors.As(err, &re) {
+			re.Path = f.Name()
+		}
+		return err
+	}
+	return nil
+}
