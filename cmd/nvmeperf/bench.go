@@ -145,6 +145,12 @@ func (a *app) meta(p *plan) report.Meta {
 // writeReport writes the text or JSON report to stdout or --output, and says on stderr
 // (in either format) when the run is not ok.
 func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, v report.Verdict) error {
+	return a.writeReportTo(meta, p, res, v, true)
+}
+
+// writeReportTo is writeReport; announce false leaves the stderr line to the caller
+// (a run that never started says its error once).
+func (a *app) writeReportTo(meta report.Meta, p *plan, res workload.Result, v report.Verdict, announce bool) error {
 	w := a.reportWriter()
 	var err error
 	if p.format == "json" {
@@ -155,7 +161,7 @@ func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, v repo
 		})
 	}
 	a.reportWritten = true
-	if !v.OK() {
+	if !v.OK() && announce {
 		fmt.Fprintf(a.stderr, "nvmeperf: run status: %s\n", v.OneLine())
 	}
 	if cerr := a.closeOutput(); err == nil {
@@ -173,7 +179,7 @@ func (a *app) writeFailure(meta report.Meta, p *plan, v report.Verdict) {
 	if p.format != "json" {
 		return
 	}
-	_ = a.writeReport(meta, p, workload.Result{Start: time.Now()}, v)
+	_ = a.writeReportTo(meta, p, workload.Result{Start: time.Now()}, v, false)
 }
 
 // writeFailureJSON is writeFailure for usage errors: the document goes to stdout, since
