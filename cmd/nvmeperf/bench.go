@@ -293,12 +293,12 @@ func targetLabel(i target.Info) string {
 	return i.Name
 }
 
-// interruptible returns a context cancelled by the first Ctrl-C (or SIGTERM): the run
+// interruptible returns a context cancelled by the first Ctrl-C (or SIGTERM, SIGHUP): the run
 // stops submitting, drains and reports. A second one exits at once.
 func (a *app) interruptible() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP) // SIGHUP: a lost terminal still gets --output written
 	done := make(chan struct{})
 	var once sync.Once
 	go func() {

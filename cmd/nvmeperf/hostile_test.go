@@ -558,7 +558,7 @@ func runHostile(t *testing.T, extra *os.File, streams [2]*os.File, args ...strin
 // exit 130.
 func TestSignalAtEveryPhase(t *testing.T) {
 	for _, phase := range []string{"open", "run"} {
-		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 			t.Run(fmt.Sprintf("%s at %s", sig, phase), func(t *testing.T) {
 				var out, errb lockedBuffer
 				a := newApp([]string{"nvmeperf", "-q", "4", "-o", "4k", "-w", "randread", "-t", "60", "-r", sim16, "--output-format", "json"}, &out, &errb)
