@@ -387,6 +387,8 @@ func hostileCases() []hostileCase {
 		{name: "verify-image bad LBA size", args: []string{"verify-image", "--lba-size", "7", "{data}"}, code: 2, want: []string{"--lba-size 7", "multiple of 8"}},
 		{name: "verify-image unknown flag", args: []string{"verify-image", "--bogus", "{data}"}, code: 2, want: []string{"--bogus"}},
 		{name: "verify-image missing file", args: []string{"verify-image", "{dir}/missing.img"}, code: 1, want: []string{"{dir}/missing.img", "no such file"}},
+		{name: "verify-image on data with no pattern", args: []string{"verify-image", "{empty}"}, code: 1, want: []string{"{empty}", "nothing was verified"}},
+		{name: "verify-image on random data", args: []string{"verify-image", "--lba-size", "4096", "{data}"}, code: 1, want: []string{"{data}", "mismatched"}},
 		{name: "list with an argument", args: []string{"list", "extra"}, code: 2, want: []string{"list takes no arguments", "extra"}},
 	}...)
 }
