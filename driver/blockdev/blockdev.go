@@ -289,6 +289,17 @@ func inspectUse(name, devPath string) ([]string, error) {
 		devices = append(devices, parts...)
 	}
 
+	// A partition's disk may itself be mounted (a file system on the whole disk next to
+	// a stray table) or held (multipath, RAID on the whole disk): writing the
+	// partition writes that disk.
+	var parent string
+	if exists(filepath.Join(dir, "partition")) {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			parent = filepath.Base(filepath.Dir(real))
+			devices = append(devices, parent)
+		}
+	}
+
 	numbers := map[string]string{} // "maj:min" -> name
 	for _, d := range devices {
 		if n := readString(filepath.Join(sysRoot, "class", "block", d, "dev")); n != "" {

@@ -137,6 +137,9 @@ func (g *Guard) CheckTargetWrite(path string) error {
 		if errors.As(err, &iu) {
 			findings, err = iu.Findings, nil
 		}
+		if err == nil && o.Mode == unix.S_IFBLK {
+			findings = append(findings, loopSiblingFindings(o)...)
+		}
 	default:
 		return fmt.Errorf("blockdev: %s: not a regular file, block device or NVMe generic device", path)
 	}
@@ -416,4 +419,37 @@ func (g *Guard) CheckStream(f *os.File) error {
 		return err
 	}
 	return nil
+}
+
+// loopSiblingFindings: writing a loop device writes its backing file, which another
+// loop device (mounted, say) may also be attached to, or which may be swap.
+func loopSiblingFindings(o Object) []string {
+	name, err := sysfsName("block", o.Rdev)
+	if err != nil || !strings.HasPrefix(name, "loop") {
+		return nil
+	}
+	backing := readString(filepath.Join(sysRoot, "block", name, "loop", "backing_file"))
+	if backing == "" {
+		return nil
+	}
+	b, err := Resolve(strings.TrimSuffix(backing, " (deleted)"))
+	if err != nil || b.Mode != unix.S_IFREG {
+		return nil
+	}
+	var findings []string
+	loops, _ := loopsBackedBy(b)
+	for _, l := range loops {
+		if l == name {
+			continue
+		}
+		f := fmt.Sprintf("its backing file %s also backs /dev/%s", backing, l)
+		if use, err := inspectUse(l, filepath.Join("/dev", l)); err == nil && len(use) > 0 {
+			f += " (" + strings.Join(use, "; ") + ")"
+		}
+		findings = append(findings, f)
+	}
+	if swap, _ := isSwapFile(b); swap {
+		findings = append(findings, fmt.Sprintf("its backing file %s is in use as swap", backing))
+	}
+	return findings
 }

@@ -198,3 +198,32 @@ func TestMountedLoopBackingFile(t *testing.T) {
 	var g Guard
 	wantRefused(t, "backing file of a mounted loop", g.CheckTargetWrite(backingFile(t, dev)), "backs the loop device", "mounted on "+mnt)
 }
+
+// TestLoopSiblingMounted: writing one loop device writes its backing file; when another
+// loop device on the same file is mounted, that destroys the mounted file system.
+func TestLoopSiblingMounted(t *testing.T) {
+	dev := looptest.New(t, 16<<20, looptest.Options{})
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		t.Skip("mkfs.ext4 not installed")
+	}
+	file := backingFile(t, dev)
+	out, err := exec.Command("losetup", "-f", "--show", file).CombinedOutput()
+	if err != nil {
+		t.Skipf("a second loop device on the same file: %v: %s", err, out)
+	}
+	sibling := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", sibling).Run() })
+	// Even an idle sibling is reason to refuse, as for a backing file (overridable).
+	var g Guard
+	wantRefused(t, "idle sibling", g.CheckTargetWrite(dev), "also backs "+sibling, "--allow-destructive")
+	if out, err := exec.Command(mkfs, "-q", "-F", sibling).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "ro", sibling, mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	wantRefused(t, "loop device whose file is mounted through another", g.CheckTargetWrite(dev), "also backs "+sibling, "mounted on "+mnt)
+}
