@@ -4,7 +4,10 @@
 // Inspect reads what the report needs from sysfs (logical block size, capacity, model,
 // serial, firmware, NSID). CheckWritable refuses a block device that is mounted, held by
 // another driver (device mapper, RAID, LVM), partitioned, or carries a partition table or
-// a filesystem/volume signature, because a write benchmark would destroy it.
+// a filesystem/volume signature, because a write benchmark would destroy it. Guard
+// (guard.go) is the one place that decides whether a path may be written at all — a
+// write target or a report file — by what the path names (inode or device number),
+// covering loop devices and their backing files, swap files and file system images too.
 package blockdev
 
 import (
