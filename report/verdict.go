@@ -49,8 +49,8 @@ func (v Verdict) OK() bool { return v.Status == StatusOK }
 // In order: a device failure, then a run error (io_errors when I/Os failed), then verify
 // mismatches (and, in read-only verify mode, blocks that carry no pattern), then I/O
 // errors (always when no I/O succeeded, -Q or not; otherwise only without -Q), then an
-// interruption, then a verify run that checked nothing, then -Q's counted errors (status
-// io_errors, exit 0), else ok.
+// interruption, then a run that completed no I/O at all, then a verify run that checked
+// nothing, then -Q's counted errors (status io_errors, exit 0), else ok.
 func Judge(f Facts) Verdict {
 	res := f.Result
 	var ios, ioErrors uint64
@@ -86,6 +86,9 @@ func Judge(f Facts) Verdict {
 		return Verdict{Status: StatusIOErrors, Exit: ExitFailed, Error: fmt.Sprintf("%d I/Os failed", ioErrors)}
 	case res.Interrupted:
 		return Verdict{Status: StatusInterrupted, Exit: ExitInterrupted} // not a failure: the numbers are valid
+	case ios == 0:
+		return Verdict{Status: StatusError + ": no I/O completed in the measured time", Exit: ExitFailed,
+			Error: fmt.Sprintf("no I/O completed in the measured time (%v): nothing was measured", res.Duration)}
 	case f.Verify != workload.VerifyOff && v.Checked > 0 && v.Checked == v.Unwritten:
 		return Verdict{Status: StatusVerifyUnchecked, Exit: ExitFailed,
 			Error: fmt.Sprintf("verify: none of the %d blocks read could be checked (all read as zeros or data this run did not write): the target returned no data to verify", v.Checked)}

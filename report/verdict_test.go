@@ -51,6 +51,7 @@ func TestJudge(t *testing.T) {
 		{"verify checked nothing", Facts{Result: resultOf(100, 0, workload.VerifyStats{Checked: 100, Unwritten: 100}), Verify: workload.VerifyWriteCheck}, "verify_unchecked", 1, "none of the 100"},
 		{"verify, some blocks not yet written", Facts{Result: resultOf(100, 0, workload.VerifyStats{Checked: 100, Unwritten: 60}), Verify: workload.VerifyWriteCheck}, "ok", 0, ""},
 		{"verify write-only pass", Facts{Result: resultOf(100, 0, workload.VerifyStats{}), Verify: workload.VerifyWriteCheck}, "ok", 0, ""},
+		{"nothing completed", Facts{Result: resultOf(0, 0, workload.VerifyStats{})}, "error: no I/O completed in the measured time", 1, "nothing was measured"},
 		{"interrupted verify that checked nothing yet", Facts{Result: interruptedUnchecked, Verify: workload.VerifyWriteCheck}, "interrupted", 130, ""},
 	}
 	for _, c := range cases {
