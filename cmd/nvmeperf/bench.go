@@ -68,13 +68,16 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		return err
 	}
 	var runErr error
+	ran := false
 	defer func() {
 		for _, t := range targets {
 			if err := t.Close(); err != nil {
 				a.notice("closing %s: %v", t.Info().Name, err)
 			}
 		}
-		if runErr != nil {
+		if !ran {
+			// No I/O was done (a refusal found late, or a signal while opening): the
+			// files this run created for --size go again.
 			a.removeCreatedTargets(targets)
 		}
 	}()
@@ -109,6 +112,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		// Interrupted while the targets were opening: no I/O was done.
 		res = workload.Result{Start: time.Now(), Interrupted: true}
 	} else {
+		ran = true
 		res = workload.Run(ctx, targets, cfg)
 	}
 	if cfg.Progress != nil {

@@ -640,3 +640,35 @@ func TestAllowDestructiveOverrides(t *testing.T) {
 		t.Errorf("--allow-destructive must not lift the --output refusal: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestSignalWhileCreatingRemovesTheFile: a file --size created for a run that a signal
+// stopped before any I/O is removed again; the report still says interrupted.
+func TestSignalWhileCreatingRemovesTheFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "created.img")
+	var out, errb lockedBuffer
+	a := newApp([]string{"nvmeperf", "-q", "4", "-o", "4k", "-w", "randwrite", "-t", "60", "--size", "1m", file, "--output-format", "json"}, &out, &errb)
+	a.phaseHook = func(p string) {
+		if p != "open" {
+			return
+		}
+		must(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(errb.String(), "interrupted") && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	code := a.run()
+	if strings.Contains(errb.String(), "io_uring") && code == exitFailed {
+		t.Skipf("io_uring unavailable: %s", errb.String())
+	}
+	if code != exitSignal2 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if _, err := os.Lstat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left behind after an interrupted open (err %v)", file, err)
+	}
+	var d map[string]any
+	if err := json.Unmarshal(out.Bytes(), &d); err != nil || d["status"] != "interrupted" {
+		t.Errorf("document %v (%v)", d["status"], err)
+	}
+}
