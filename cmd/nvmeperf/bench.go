@@ -41,7 +41,6 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	a.plan = p
 	ids, err := a.parseTRIDs(p)
 	if err != nil {
 		return err

@@ -72,7 +72,6 @@ type app struct {
 	status int
 	root   *cobra.Command
 
-	plan          *plan
 	guard         *blockdev.Guard // what may be written, knowing the targets
 	out           *os.File        // --output, opened and checked before the targets
 	outCreated    bool            // this run created --output
