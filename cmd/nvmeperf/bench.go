@@ -62,8 +62,10 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	a.hook("open")
 	targets, err := a.openTargets(p, ids, args, fileSize)
 	if err != nil {
-		a.removeCreatedOutput()
+		// JSON: the failure document goes where the report would have (--output was
+		// checked); text: a report file this run created stays empty, so it goes.
 		a.writeFailure(meta, p, report.Verdict{Status: report.StatusError + ": " + err.Error(), Error: err.Error(), Exit: exitFailed})
+		a.removeCreatedOutput()
 		return err
 	}
 	var runErr error

@@ -353,6 +353,16 @@ func hostileCases() []hostileCase {
 				os.Remove(filepath.Join(f.dir, "report.json"))
 			}},
 		{name: "usage error creates no output file", args: base("-q", "0", "--output", "{dir}/never.json"), code: 2, want: []string{"-q 0"}, check: noFile("never.json")},
+		{name: "failed open in JSON mode reports into --output", args: js(kernel("randread", "{dir}", "--output", "{dir}/fail.json")...), code: 1, want: []string{"{dir}", "not a regular file"},
+			check: func(t *testing.T, f *hostileFixture, r e2eRun) {
+				p := filepath.Join(f.dir, "fail.json")
+				b, err := os.ReadFile(p)
+				var d map[string]any
+				if err != nil || json.Unmarshal(b, &d) != nil || !strings.HasPrefix(fmt.Sprint(d["status"]), "error") || r.stdout != "" {
+					t.Errorf("--output holds %q (err %v), stdout %q", b, err, r.stdout)
+				}
+				os.Remove(p)
+			}},
 		{name: "failed open removes the new output file", args: kernel("randread", "{dir}", "--output", "{dir}/never2.txt"), code: 1, want: []string{"{dir}", "not a regular file"}, check: noFile("never2.txt")},
 
 		// stdout and stderr as the shell opened them are outputs too.
