@@ -544,23 +544,34 @@ func TestRateWindow(t *testing.T) {
 }
 
 // TestIdleWorkerNeverSleeps: a worker whose I/Os are slow keeps polling. The old idle
-// back-off slept (at least 20 µs, in practice about 1.1 ms) on every empty iteration
-// after 1 ms, which is 100 ms or more for 5000 iterations whatever the load; polling
-// takes a few milliseconds even on a busy machine.
+// back-off slept (time.Sleep(20µs), in practice about 1.1 ms) on every empty iteration
+// after 1 ms idle. Sleeping blocks the worker's locked thread: a voluntary context
+// switch per iteration, which the kernel counts for the thread (RUSAGE_THREAD). Load
+// on the machine only adds involuntary switches, so the count does not depend on it.
 func TestIdleWorkerNeverSleeps(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	ft := newFakeTarget("f", 1<<20, 512)
 	ft.latency = time.Hour // nothing completes
 	w := newTestWorker(t, Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Duration: time.Hour}, ft)
 	defer w.closeQueues()
 	w.lastReap = w.run.clock() - int64(time.Second) // idle for a second already
-	start := time.Now()
-	for i := 0; i < 5000; i++ {
+	var before, after unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &before); err != nil {
+		t.Skipf("RUSAGE_THREAD: %v", err)
+	}
+	const steps = 5000
+	for i := 0; i < steps; i++ {
 		if !w.step() {
 			t.Fatal("worker finished with I/Os outstanding")
 		}
 	}
-	if d := time.Since(start); d >= 100*time.Millisecond {
-		t.Errorf("5000 idle iterations took %v: the worker sleeps instead of polling", d)
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &after); err != nil {
+		t.Fatal(err)
+	}
+	// A garbage collection or the race detector may block the thread a few times.
+	if blocked := after.Nvcsw - before.Nvcsw; blocked > steps/10 {
+		t.Errorf("the worker's thread blocked %d times in %d idle iterations: it sleeps instead of polling", blocked, steps)
 	}
 }
 
