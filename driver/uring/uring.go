@@ -86,10 +86,10 @@ func Open(path string, opt Options) (target.Target, error) {
 func open(path string, opt Options) (t *Target, err error) {
 	// A file this call created is removed again when the call fails: a failed open
 	// must not leave a file behind (least of all one that fills the file system).
-	created := false
+	created, createdPath := false, path // path may be switched to /dev/ngXnY below
 	defer func() {
 		if err != nil && created {
-			_ = unix.Unlink(path)
+			_ = unix.Unlink(createdPath)
 		}
 	}()
 	if opt.Size < 0 {
