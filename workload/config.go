@@ -90,9 +90,10 @@ type Config struct {
 	// giving up on a device that stopped answering; 0 = DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
-	// Progress, when set, is called about once a second from a collector goroutine
-	// (never from a worker).
-	Progress func(Progress)
+	// Progress, when set, is called every ProgressInterval (0 = one second) from a
+	// collector goroutine (never from a worker).
+	Progress         func(Progress)
+	ProgressInterval time.Duration
 }
 
 // Progress is a snapshot of a running workload.
@@ -102,8 +103,8 @@ type Progress struct {
 	Warmup    bool          // the current phase is warm-up (its numbers are discarded)
 	IOs       uint64        // I/Os completed in the current phase, all workers
 	Bytes     uint64        // bytes moved in the current phase
-	IOPS      float64       // rate over the last sampling interval
-	MiBps     float64       // rate over the last sampling interval, MiB/s
+	IOPS      float64       // rate over the last window of at least MinRateWindow; 0 = not known yet
+	MiBps     float64       // the same in MiB/s
 }
 
 // Validate checks the configuration on its own; Run additionally checks it against the
@@ -187,6 +188,13 @@ func (c Config) qpairs() int {
 		return 1
 	}
 	return c.QPairsPerTarget
+}
+
+func (c Config) progressInterval() time.Duration {
+	if c.ProgressInterval <= 0 {
+		return time.Second
+	}
+	return c.ProgressInterval
 }
 
 func (c Config) drainTimeout() time.Duration {

@@ -22,7 +22,7 @@ func (a *app) listCommand() *cobra.Command {
 (vfio-pci, uio_pci_generic) are attached and identified: model, serial, firmware,
 namespaces with size and LBA format, MQES, MDTS and I/O queues. Kernel-bound ones are
 listed with their block devices and the identity sysfs gives.`,
-		Args: cobra.NoArgs,
+		Args: argsUsage(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch format {
 			case "text", "json":

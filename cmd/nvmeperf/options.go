@@ -21,6 +21,9 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
+// maxSeconds is the longest -t accepted: a year.
+const maxSeconds = 365 * 24 * 3600
+
 // options holds the command line as given, before it is turned into a workload.
 type options struct {
 	depth          int
@@ -253,14 +256,14 @@ func (o *options) validate(allowed []int) (*plan, error) {
 	if !o.set("time") && !o.set("number-ios") {
 		return nil, usagef("-t (seconds to run) is required, e.g. -t 10 (or -d to stop after a number of I/Os)")
 	}
-	if o.seconds < 0 || o.seconds > 365*24*3600 || math.IsNaN(o.seconds) {
-		return nil, usagef("-t %v: seconds must be positive", o.seconds)
+	if o.seconds < 0 || o.seconds > maxSeconds || math.IsNaN(o.seconds) {
+		return nil, usagef("-t %v: seconds must be more than 0 and at most %d (365 days)", o.seconds, maxSeconds)
 	}
 	if o.set("time") && o.seconds == 0 && !o.set("number-ios") {
-		return nil, usagef("-t 0: seconds must be positive (or give -d to stop after a number of I/Os)")
+		return nil, usagef("-t 0: seconds must be more than 0 and at most %d (or give -d to stop after a number of I/Os)", maxSeconds)
 	}
 	if o.warmup < 0 || o.warmup > 24*3600 || math.IsNaN(o.warmup) {
-		return nil, usagef("-a %v: warm-up seconds must be 0 or more", o.warmup)
+		return nil, usagef("-a %v: warm-up seconds must be from 0 to 86400 (one day)", o.warmup)
 	}
 	if o.set("number-ios") && o.numIOs == 0 {
 		return nil, usagef("-d 0: number of I/Os must be at least 1")
