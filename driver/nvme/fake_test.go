@@ -117,6 +117,12 @@ func (d *fakeDev) mem(addr uint64, n int) []byte {
 }
 
 func (d *fakeDev) Read32(off uint32) uint32 {
+	switch off {
+	case spec.RegCAP:
+		return uint32(d.cap)
+	case spec.RegCAP + 4:
+		return uint32(d.cap >> 32)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.regs[off]

@@ -160,9 +160,8 @@ func (q *nsQueue) QPair() *QPair { return q.qp }
 func (q *nsQueue) Close() error {
 	err := q.ns.ctrl.FreeIOQPair(q.qp)
 	if q.bufs.Len() > 0 {
-		if e := q.ns.ctrl.dma.Free(q.bufs); e != nil && err == nil {
-			err = e
-		}
+		// Commands of a queue that could not be deleted may still move data.
+		q.ns.ctrl.freeDMA(q.bufs, err != nil || q.ns.ctrl.Err() != nil)
 		q.bufs = bus.Buffer{}
 	}
 	return err
