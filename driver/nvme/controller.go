@@ -79,9 +79,10 @@ type Controller struct {
 	admin   *QPair
 	scratch bus.Buffer // one page for identify/log data
 
-	qidMu sync.Mutex
-	qids  []bool // qids[i] true when I/O queue i+1 is in use
-	open  map[*QPair]struct{}
+	qidMu    sync.Mutex
+	qids     []bool // qids[i] true when I/O queue i+1 is in use
+	open     map[*QPair]struct{}
+	detached bool
 
 	failMu sync.Mutex
 	failed error
@@ -579,8 +580,14 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 // queue. If the controller failed, or a queue or the shutdown could not be completed,
 // it disables the controller (CC.EN=0, waiting for CSTS.RDY=0 within CAP.TO) and stops
 // the transport's DMA before any memory the controller could reach is freed.
+// A second Detach does nothing.
 func (c *Controller) Detach() error {
 	c.qidMu.Lock()
+	if c.detached {
+		c.qidMu.Unlock()
+		return nil
+	}
+	c.detached = true
 	open := make([]*QPair, 0, len(c.open))
 	for q := range c.open {
 		open = append(open, q)

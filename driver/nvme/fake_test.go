@@ -39,6 +39,16 @@ type fakeDev struct {
 	ioCount int
 	cur     spec.Command // the command being processed; a field so that processing does not allocate
 	sqRings int
+	// dupEvery > 0 posts every dupEvery-th I/O completion twice (when the CQ has room),
+	// as a buggy controller might; dups counts them.
+	dupEvery int
+	dups     int
+	// badSQHD reports an SQ head beyond the queue's end in I/O completions.
+	badSQHD bool
+	// fetchMax > 0 fetches at most that many I/O commands per doorbell write, leaving
+	// the rest in the SQ for the next doorbell (of either queue), so the SQ holds
+	// entries not yet fetched; a tail that overruns them panics.
+	fetchMax int
 }
 
 type heldCmd struct {
@@ -157,11 +167,19 @@ func (d *fakeDev) Write32(off uint32, v uint32) {
 		if idx%2 == 0 {
 			d.sqRings++
 			if q := d.queue(&d.sqs, qid); q != nil {
+				pending := (q.tail + q.size - q.head) % q.size
+				added := (uint16(v) + q.size - q.tail) % q.size
+				if d.fetchMax > 0 && pending+added > q.size-1 {
+					panic(fmt.Sprintf("fakeDev: SQ %d tail %d overruns %d entries not yet fetched from %d", qid, v, pending, q.head))
+				}
 				q.tail = uint16(v)
 				d.process(qid, q)
 			}
 		} else if q := d.queue(&d.cqs, qid); q != nil {
 			q.head = uint16(v)
+			if sq := d.queue(&d.sqs, qid); d.fetchMax > 0 && sq != nil {
+				d.process(qid, sq)
+			}
 		}
 	}
 }
@@ -191,7 +209,7 @@ func (d *fakeDev) ccChanged(old, cc spec.CC) {
 }
 
 func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
-	for sq.head != sq.tail {
+	for fetched := 0; sq.head != sq.tail && (sqid == 0 || d.fetchMax == 0 || fetched < d.fetchMax); fetched++ {
 		raw := d.mem(sq.base+uint64(sq.head)*spec.SQESize, spec.SQESize)
 		d.cur = *(*spec.Command)(unsafe.Pointer(&raw[0]))
 		cmd := &d.cur
@@ -211,6 +229,15 @@ func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
 			st = d.ioStatus(cmd)
 		}
 		d.post(sqid, sq, cmd, st, 0)
+		// Only when the CQ keeps room for the rest of this batch: a real controller
+		// would wait for room, this synchronous fake cannot.
+		cq := d.cqs[sq.cqid]
+		cqFree := cq.size - 1 - (cq.tail+cq.size-cq.head)%cq.size
+		batchLeft := (sq.tail + sq.size - sq.head) % sq.size
+		if d.dupEvery > 0 && d.ioCount%d.dupEvery == 0 && cqFree > batchLeft {
+			d.post(sqid, sq, cmd, st, 0)
+			d.dups++
+		}
 	}
 }
 
@@ -237,7 +264,11 @@ func (d *fakeDev) post(sqid uint16, sq *fakeQueue, cmd *spec.Command, st spec.St
 	}
 	raw := d.mem(cq.base+uint64(cq.tail)*spec.CQESize, spec.CQESize)
 	binary.LittleEndian.PutUint32(raw[0:], dw0)
-	binary.LittleEndian.PutUint16(raw[8:], sq.head)
+	sqhd := sq.head
+	if d.badSQHD && sqid != 0 {
+		sqhd = sq.size + sq.tail // beyond the queue
+	}
+	binary.LittleEndian.PutUint16(raw[8:], sqhd)
 	binary.LittleEndian.PutUint16(raw[10:], sqid)
 	binary.LittleEndian.PutUint16(raw[12:], cmd.CID())
 	binary.LittleEndian.PutUint16(raw[14:], uint16(st)<<1|cq.phase)
