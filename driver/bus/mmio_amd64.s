@@ -16,10 +16,3 @@ TEXT ·load32(SB), NOSPLIT, $0-12
 	MOVL (AX), BX
 	MOVL BX, ret+8(FP)
 	RET
-
-// func loadAcquire32(p *uint32) uint32
-TEXT ·loadAcquire32(SB), NOSPLIT, $0-12
-	MOVQ p+0(FP), AX
-	MOVL (AX), BX
-	MOVL BX, ret+8(FP)
-	RET

@@ -18,10 +18,3 @@ TEXT ·load32(SB), NOSPLIT, $0-12
 	DMB $1 // OSHLD: later loads (DMA data) after the register read
 	MOVW R1, ret+8(FP)
 	RET
-
-// func loadAcquire32(p *uint32) uint32
-TEXT ·loadAcquire32(SB), NOSPLIT, $0-12
-	MOVD p+0(FP), R0
-	LDARW (R0), R1
-	MOVW R1, ret+8(FP)
-	RET

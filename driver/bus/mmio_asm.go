@@ -9,6 +9,3 @@ func store32(p *uint32, v uint32)
 
 //go:noescape
 func load32(p *uint32) uint32
-
-//go:noescape
-func loadAcquire32(p *uint32) uint32

@@ -13,6 +13,3 @@ func store32(p *uint32, v uint32) { *p = v }
 
 //go:noinline
 func load32(p *uint32) uint32 { return *p }
-
-//go:noinline
-func loadAcquire32(p *uint32) uint32 { return *p }

@@ -167,10 +167,12 @@ func (d *fakeDev) Write32(off uint32, v uint32) {
 		if idx%2 == 0 {
 			d.sqRings++
 			if q := d.queue(&d.sqs, qid); q != nil {
-				pending := (q.tail + q.size - q.head) % q.size
-				added := (uint16(v) + q.size - q.tail) % q.size
-				if d.fetchMax > 0 && pending+added > q.size-1 {
-					panic(fmt.Sprintf("fakeDev: SQ %d tail %d overruns %d entries not yet fetched from %d", qid, v, pending, q.head))
+				if d.fetchMax > 0 {
+					pending := (q.tail + q.size - q.head) % q.size
+					added := (uint16(v) + q.size - q.tail) % q.size
+					if pending+added > q.size-1 {
+						panic(fmt.Sprintf("fakeDev: SQ %d tail %d overruns %d entries not yet fetched from %d", qid, v, pending, q.head))
+					}
 				}
 				q.tail = uint16(v)
 				d.process(qid, q)
@@ -231,12 +233,13 @@ func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
 		d.post(sqid, sq, cmd, st, 0)
 		// Only when the CQ keeps room for the rest of this batch: a real controller
 		// would wait for room, this synchronous fake cannot.
-		cq := d.cqs[sq.cqid]
-		cqFree := cq.size - 1 - (cq.tail+cq.size-cq.head)%cq.size
-		batchLeft := (sq.tail + sq.size - sq.head) % sq.size
-		if d.dupEvery > 0 && d.ioCount%d.dupEvery == 0 && cqFree > batchLeft {
-			d.post(sqid, sq, cmd, st, 0)
-			d.dups++
+		if d.dupEvery > 0 && d.ioCount%d.dupEvery == 0 {
+			cq := d.cqs[sq.cqid]
+			cqFree := cq.size - 1 - (cq.tail+cq.size-cq.head)%cq.size
+			if batchLeft := (sq.tail + sq.size - sq.head) % sq.size; cqFree > batchLeft {
+				d.post(sqid, sq, cmd, st, 0)
+				d.dups++
+			}
 		}
 	}
 }

@@ -255,8 +255,17 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 // told from an empty one), and fewer commands than the CQ can hold are outstanding, so
 // the controller never finds the CQ full.
 func (q *QPair) roomInSQ() bool {
-	used := (q.sqTail + q.size - q.sqHead) % q.size
-	return used < q.size-1 && q.active < int(q.size)-1
+	return q.ringDistance(q.sqHead, q.sqTail) < q.size-1 && q.active < int(q.size)-1
+}
+
+// ringDistance is how many slots lie from a forward to b in the rings (both below
+// size). Compare-and-add, not %: a division per command costs more than the rest.
+func (q *QPair) ringDistance(a, b uint32) uint32 {
+	d := b - a
+	if b < a {
+		d += q.size
+	}
+	return d
 }
 
 // place copies a request's command into the SQ ring.
@@ -275,7 +284,7 @@ func (q *QPair) place(r *request) {
 // placed); anything else is counted and ignored, so a corrupt or stale completion
 // cannot make the queue pair overwrite entries the controller has yet to fetch.
 func (q *QPair) advanceSQHead(sqhd uint32) {
-	if sqhd >= q.size || (sqhd+q.size-q.sqHead)%q.size > (q.sqTail+q.size-q.sqHead)%q.size {
+	if sqhd >= q.size || q.ringDistance(q.sqHead, sqhd) > q.ringDistance(q.sqHead, q.sqTail) {
 		q.stats.BadSQHeads++
 		return
 	}
