@@ -30,6 +30,10 @@ type Options struct {
 	// MaxTransfer caps the data transfer size when the controller reports no MDTS;
 	// 0 means 1 MiB.
 	MaxTransfer int
+	// Quiescer stops the transport's DMA (PCIe: bus mastering off) during teardown after
+	// a failure. nil means the Registers or the Allocator passed to Attach, if either
+	// implements bus.Quiescer.
+	Quiescer bus.Quiescer
 }
 
 func (o *Options) defaults() {
@@ -99,12 +103,15 @@ type Controller struct {
 // queue, enables it, identifies it and its active namespaces, and negotiates the number
 // of I/O queues. Every wait is bounded.
 //
-// If regs or dma implements bus.Quiescer, teardown after a failure calls it after
-// disabling the controller and before freeing DMA memory.
+// Teardown after a failure calls the transport's bus.Quiescer (Options.Quiescer, or
+// regs or dma if either implements it) after disabling the controller and before
+// freeing DMA memory.
 func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, error) {
 	opts.defaults()
 	c := &Controller{regs: regs, dma: dma, opts: opts, open: map[*QPair]struct{}{}, pageSize: bus.PageSize}
-	if q, ok := regs.(bus.Quiescer); ok {
+	if opts.Quiescer != nil {
+		c.quiescer = opts.Quiescer
+	} else if q, ok := regs.(bus.Quiescer); ok {
 		c.quiescer = q
 	} else if q, ok := dma.(bus.Quiescer); ok {
 		c.quiescer = q

@@ -45,6 +45,8 @@ type fakeDev struct {
 	dups     int
 	// badSQHD reports an SQ head beyond the queue's end in I/O completions.
 	badSQHD bool
+	// stuckReady keeps CSTS.RDY set after CC.EN=0: a controller that will not disable.
+	stuckReady bool
 	// fetchMax > 0 fetches at most that many I/O commands per doorbell write, leaving
 	// the rest in the SQ for the next doorbell (of either queue), so the SQ holds
 	// entries not yet fetched; a tail that overruns them panics.
@@ -201,7 +203,7 @@ func (d *fakeDev) ccChanged(old, cc spec.CC) {
 			csts |= spec.CSTSReady
 		}
 	}
-	if !cc.EN() && old.EN() {
+	if !cc.EN() && old.EN() && !d.stuckReady {
 		csts &^= spec.CSTSReady | spec.CSTSFatal
 	}
 	if cc.SHN() != spec.CCShutdownNone && !d.noShutdown {

@@ -1,6 +1,8 @@
 package nvme
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
@@ -101,5 +103,81 @@ func TestQPairSurvivesDuplicateAndBadCompletions(t *testing.T) {
 				t.Error("the fake posted no duplicates: the test proves nothing")
 			}
 		})
+	}
+}
+
+// teardownLog records, in order, the transport's DMA stop and every Free.
+type teardownLog struct {
+	d      *fakeDev
+	events []string
+	ccEN   []bool // CC.EN when each stop came
+}
+
+func (l *teardownLog) Alloc(size int) (bus.Buffer, error) { return l.d.Alloc(size) }
+
+func (l *teardownLog) Free(b bus.Buffer) error {
+	l.events = append(l.events, "free")
+	return l.d.Free(b)
+}
+
+func (l *teardownLog) StopDMA() error {
+	l.events = append(l.events, "stop")
+	l.ccEN = append(l.ccEN, spec.CC(l.d.Read32(spec.RegCC)).EN())
+	return nil
+}
+
+// After a failure, memory the controller may reach is freed only once the controller
+// is disabled and the transport has stopped its DMA (found on the Allocator).
+func TestTeardownAfterFailureDisablesFirst(t *testing.T) {
+	d := newFakeDev(63)
+	log := &teardownLog{d: d}
+	c, err := Attach(d, log, Options{ReadyTimeout: 50_000_000, AdminTimeout: 1_000_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := c.NewIOQPair(QPairOptions{Entries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.markFailed(ErrFailed) // as when the controller stops answering
+	_ = c.FreeIOQPair(q)
+	if len(log.events) != 0 {
+		t.Fatalf("memory freed while the failed controller was still enabled: %v", log.events)
+	}
+	if err := c.Detach(); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if len(log.events) < 4 || log.events[0] != "stop" {
+		t.Fatalf("teardown events %v, want the DMA stop before every free", log.events)
+	}
+	if log.ccEN[0] {
+		t.Error("DMA stopped before CC.EN was cleared")
+	}
+	for _, e := range log.events[1:] {
+		if e != "free" {
+			t.Fatalf("teardown events %v", log.events)
+		}
+	}
+}
+
+// A controller that will not disable, on a transport that cannot stop DMA: its memory
+// is not freed, and Detach says so.
+func TestTeardownLeavesMemoryOfAnUnstoppableController(t *testing.T) {
+	d := newFakeDev(63)
+	c := attachFake(t, d)
+	q, err := c.NewIOQPair(QPairOptions{Entries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.stuckReady = true
+	c.markFailed(ErrFailed)
+	_ = c.FreeIOQPair(q)
+	before := len(d.allocs)
+	err = c.Detach()
+	if err == nil || !strings.Contains(err.Error(), "left allocated") || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Detach: %v", err)
+	}
+	if len(d.allocs) != before {
+		t.Fatalf("%d buffers freed although the controller may still use them", before-len(d.allocs))
 	}
 }
