@@ -43,6 +43,12 @@ type fakeDev struct {
 	// as a buggy controller might; dups counts them.
 	dupEvery int
 	dups     int
+	// lateDupEvery > 0 posts a copy of every lateDupEvery-th I/O completion again later,
+	// with an error status: just before completing the next command whose CID has the
+	// same low bits (lateDupMask), that is the next command in the same request slot.
+	lateDupEvery int
+	lateDupMask  uint16
+	late         *heldCmd
 	// badSQHD reports an SQ head beyond the queue's end in I/O completions.
 	badSQHD bool
 	// stuckReady keeps CSTS.RDY set after CC.EN=0: a controller that will not disable.
@@ -214,6 +220,12 @@ func (d *fakeDev) ccChanged(old, cc spec.CC) {
 
 func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
 	for fetched := 0; sq.head != sq.tail && (sqid == 0 || d.fetchMax == 0 || fetched < d.fetchMax); fetched++ {
+		// With duplicates on, the fake behaves as a controller must when the CQ is full:
+		// it stops fetching until the host frees room (room for the command and two
+		// duplicates). Otherwise a full CQ is the driver's fault and post panics.
+		if sqid != 0 && (d.dupEvery > 0 || d.lateDupEvery > 0) && d.cqRoom(d.cqs[sq.cqid]) < 3 {
+			return
+		}
 		raw := d.mem(sq.base+uint64(sq.head)*spec.SQESize, spec.SQESize)
 		d.cur = *(*spec.Command)(unsafe.Pointer(&raw[0]))
 		cmd := &d.cur
@@ -232,18 +244,26 @@ func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
 		if d.ioStatus != nil {
 			st = d.ioStatus(cmd)
 		}
-		d.post(sqid, sq, cmd, st, 0)
-		// Only when the CQ keeps room for the rest of this batch: a real controller
-		// would wait for room, this synchronous fake cannot.
-		if d.dupEvery > 0 && d.ioCount%d.dupEvery == 0 {
-			cq := d.cqs[sq.cqid]
-			cqFree := cq.size - 1 - (cq.tail+cq.size-cq.head)%cq.size
-			if batchLeft := (sq.tail + sq.size - sq.head) % sq.size; cqFree > batchLeft {
-				d.post(sqid, sq, cmd, st, 0)
+		if d.lateDupEvery > 0 {
+			if l := d.late; l != nil && l.sqid == sqid && l.cmd.CID()&d.lateDupMask == cmd.CID()&d.lateDupMask {
+				d.post(sqid, sq, &l.cmd, spec.MakeStatus(spec.SCTGeneric, spec.SCInternalError), 0)
 				d.dups++
+				d.late = nil
+			} else if l == nil && d.ioCount%d.lateDupEvery == 0 {
+				d.late = &heldCmd{sqid, *cmd}
 			}
 		}
+		d.post(sqid, sq, cmd, st, 0)
+		if d.dupEvery > 0 && d.ioCount%d.dupEvery == 0 {
+			d.post(sqid, sq, cmd, st, 0)
+			d.dups++
+		}
 	}
+}
+
+// cqRoom is how many more entries cq can take before the host consumes any.
+func (d *fakeDev) cqRoom(cq *fakeQueue) uint16 {
+	return cq.size - 1 - (cq.tail+cq.size-cq.head)%cq.size
 }
 
 // release completes every held command (in reverse order, to exercise out-of-order

@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime/debug"
 	"time"
 	"unsafe"
@@ -38,14 +39,18 @@ type QPairOptions struct {
 	MaxCompletions int
 }
 
-// request is one command slot. Its index is the command identifier, so a completion
-// finds its request without a lookup structure.
+// request is one command slot. Its index is the low bits of the command identifier, so
+// a completion finds its request without a lookup structure; the high bits count the
+// slot's uses (as Linux's command generation does), so a late duplicate completion of
+// an earlier command in the slot is told from the current one's.
 type request struct {
 	cmd    spec.Command
 	cb     Callback
 	arg    any
 	prp    bus.Buffer // this request's PRP list pages
-	active bool
+	cid    uint16     // index | generation<<QPair.cidShift
+	active bool       // submitted, not completed
+	placed bool       // in the SQ (not in the software queue), not completed
 }
 
 // healthCheckInterval is how long a queue pair with commands outstanding waits for a
@@ -77,6 +82,7 @@ type QPair struct {
 	sqDBOff, cqDBOff uint32
 
 	reqs     []request
+	cidShift uint     // bits of the CID that hold the request index
 	free     []uint16 // stack of free request indexes
 	swq      []uint16 // FIFO ring of requests waiting for an SQ slot
 	swqHead  int
@@ -158,6 +164,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	q.sq = unsafe.Slice((*spec.Command)(unsafe.Pointer(&q.sqMem.Bytes[0])), entries)
 	q.cq = unsafe.Slice((*spec.Completion)(unsafe.Pointer(&q.cqMem.Bytes[0])), entries)
 	q.reqs = make([]request, nreq)
+	q.cidShift = uint(bits.Len(uint(nreq - 1)))
 	q.free = make([]uint16, nreq)
 	q.swq = make([]uint16, nreq)
 	for i := range q.reqs {
@@ -233,7 +240,13 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	idx := q.free[n-1]
 	r := &q.reqs[idx]
 	r.cmd = *cmd
-	r.cmd.SetCID(idx)
+	if q.cidShift < 16 {
+		gen := (r.cid>>q.cidShift + 1) & (1<<(16-q.cidShift) - 1)
+		r.cid = idx | gen<<q.cidShift
+	} else {
+		r.cid = idx
+	}
+	r.cmd.SetCID(r.cid)
 	if err := buildPRPs(&r.cmd, data, r.prp, q.ctrl.pageSize); err != nil {
 		return err
 	}
@@ -271,6 +284,7 @@ func (q *QPair) ringDistance(a, b uint32) uint32 {
 // place copies a request's command into the SQ ring.
 func (q *QPair) place(r *request) {
 	q.sq[q.sqTail] = r.cmd
+	r.placed = true
 	q.sqTail++
 	if q.sqTail == q.size {
 		q.sqTail = 0
@@ -339,7 +353,8 @@ func (q *QPair) poll() (n int, err error) {
 			q.phase ^= 1
 		}
 		cid := uint16(last)
-		if cpl.SQID != q.id || int(cid) >= len(q.reqs) || !q.reqs[cid].active {
+		idx := cid & q.cidMask()
+		if cpl.SQID != q.id || int(idx) >= len(q.reqs) || !q.reqs[idx].placed || q.reqs[idx].cid != cid {
 			// A duplicate or stray completion: it completes nothing and frees no slot.
 			q.stats.SpuriousCIDs++
 			continue
@@ -351,11 +366,11 @@ func (q *QPair) poll() (n int, err error) {
 			// all, whatever the last SQHD said.
 			q.sqHead = q.sqTail
 		}
-		r := &q.reqs[cid]
-		r.active = false
+		r := &q.reqs[idx]
+		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
 		r.cb, r.arg = nil, nil
-		q.free = append(q.free, cid)
+		q.free = append(q.free, idx)
 		q.stats.Completed++
 		n++
 		cb.CommandDone(arg, cpl)
@@ -436,11 +451,11 @@ func (q *QPair) fail(err error) error {
 		if !r.active {
 			continue
 		}
-		r.active = false
+		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
 		r.cb, r.arg = nil, nil
 		q.free = append(q.free, uint16(i))
-		cpl.CID = uint16(i)
+		cpl.CID = r.cid
 		cb.CommandDone(arg, &cpl)
 	}
 	q.swqCount, q.active = 0, 0
@@ -450,8 +465,12 @@ func (q *QPair) fail(err error) error {
 // Command returns the command as submitted for the request with identifier cid, for
 // building error messages in callbacks (valid during the callback).
 func (q *QPair) Command(cid uint16) *spec.Command {
-	if int(cid) >= len(q.reqs) {
+	idx := cid & q.cidMask()
+	if int(idx) >= len(q.reqs) || q.reqs[idx].cid != cid {
 		return nil
 	}
-	return &q.reqs[cid].cmd
+	return &q.reqs[idx].cmd
 }
+
+// cidMask selects the request index from a command identifier.
+func (q *QPair) cidMask() uint16 { return uint16(1<<q.cidShift - 1) }

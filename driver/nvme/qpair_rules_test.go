@@ -42,10 +42,14 @@ func TestQPairDoorbellsArePlainStores(t *testing.T) {
 
 type perArgCounter struct {
 	done map[int]int
+	bad  int
 }
 
 func (c *perArgCounter) CommandDone(arg any, cpl *spec.Completion) {
 	c.done[arg.(int)]++
+	if !cpl.StatusField().OK() {
+		c.bad++
+	}
 }
 
 // A controller that posts a completion twice, or reports a wrong SQ head, must not make
@@ -59,6 +63,9 @@ func TestQPairSurvivesDuplicateAndBadCompletions(t *testing.T) {
 	}{
 		{"duplicate CQEs", func(d *fakeDev) { d.dupEvery = 3; d.fetchMax = 3 }},
 		{"SQHD beyond the queue", func(d *fakeDev) { d.badSQHD = true; d.fetchMax = 3 }},
+		// A copy of an old completion arriving after its command identifier's slot was
+		// reused must not complete the new command (it carries an error status).
+		{"late duplicate CQEs", func(d *fakeDev) { d.lateDupEvery = 5; d.lateDupMask = 31; d.fetchMax = 3 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newFakeDev(63)
@@ -92,6 +99,9 @@ func TestQPairSurvivesDuplicateAndBadCompletions(t *testing.T) {
 					t.Fatalf("command %d completed %d times", i, n)
 				}
 			}
+			if cb.bad != 0 {
+				t.Fatalf("%d commands completed by a stale duplicate's error status", cb.bad)
+			}
 			st := q.Stats()
 			if st.SpuriousCIDs != uint64(d.dups) {
 				t.Errorf("spurious completions %d, the fake posted %d duplicates", st.SpuriousCIDs, d.dups)
@@ -99,7 +109,7 @@ func TestQPairSurvivesDuplicateAndBadCompletions(t *testing.T) {
 			if d.badSQHD && st.BadSQHeads == 0 {
 				t.Error("SQ heads beyond the queue were not noticed")
 			}
-			if d.dupEvery > 0 && d.dups == 0 {
+			if (d.dupEvery > 0 || d.lateDupEvery > 0) && d.dups == 0 {
 				t.Error("the fake posted no duplicates: the test proves nothing")
 			}
 		})
