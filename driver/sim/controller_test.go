@@ -20,8 +20,8 @@ func TestRegistersAtReset(t *testing.T) {
 	regs := c.Registers()
 	capReg := spec.CAP(regs.Read64(spec.RegCAP))
 	if capReg.MQES() != 255 || !capReg.CQR() || capReg.TO() != 7 || capReg.DSTRD() != 0 ||
-		capReg.CSS()&1 != 1 || capReg.MPSMIN() != 0 || capReg.MPSMAX() != 0 {
-		t.Errorf("CAP = %v, want MQES 255 CQR TO 7 DSTRD 0 CSS bit 0 MPSMIN/MAX 0", capReg)
+		capReg.CSS()&1 != 1 || capReg.MPSMIN() != 0 || capReg.MPSMAX() != 4 {
+		t.Errorf("CAP = %v, want MQES 255 CQR TO 7 DSTRD 0 CSS bit 0 MPSMIN 0 MPSMAX 4", capReg)
 	}
 	if vs := spec.VS(regs.Read32(spec.RegVS)); vs.String() != "1.4.0" {
 		t.Errorf("VS = %v, want 1.4.0", vs)
