@@ -90,6 +90,10 @@ func (d *Device) ClearBusMaster() error {
 	return nil
 }
 
+// StopDMA is ClearBusMaster, under the name the driver core's optional quiesce
+// interface uses; the Allocator offers it too.
+func (d *Device) StopDMA() error { return d.ClearBusMaster() }
+
 // Close stops DMA and gives everything back, in the order that keeps a controller from
 // writing to freed memory: bus mastering cleared, DMA memory unmapped (IOMMU mappings
 // removed, hugepages freed), BAR0 unmapped, the PCI command register restored (without

@@ -61,6 +61,7 @@ type arena struct {
 	sizes     []int // hugepage sizes to try, in order of preference
 	chunks    []*chunk
 	closed    bool
+	stopDMA   func() error // the device's ClearBusMaster; nil in tests
 }
 
 func newArena(m mapper) *arena {
@@ -68,6 +69,17 @@ func newArena(m mapper) *arena {
 }
 
 var _ bus.Allocator = (*arena)(nil)
+
+// StopDMA clears bus mastering on the device the memory belongs to. The driver core
+// reaches the device only through its Registers and Allocator, so the allocator offers
+// it: after disabling the controller and before freeing DMA memory (see
+// Device.ClearBusMaster).
+func (a *arena) StopDMA() error {
+	if a.stopDMA == nil {
+		return nil
+	}
+	return a.stopDMA()
+}
 
 // Alloc returns zeroed, page-aligned DMA memory of at least size bytes.
 func (a *arena) Alloc(size int) (bus.Buffer, error) {

@@ -729,8 +729,13 @@ func TestCloseOrder(t *testing.T) {
 	if _, err := d.Allocator().Alloc(HugePageSize); err != nil {
 		t.Fatal(err)
 	}
-	// The driver clears bus mastering itself after disabling the controller.
-	if err := d.ClearBusMaster(); err != nil {
+	// The driver clears bus mastering itself after disabling the controller, through
+	// the allocator (the driver core's seam) or the device.
+	stopper, ok := d.Allocator().(interface{ StopDMA() error })
+	if !ok {
+		t.Fatal("the allocator offers no StopDMA")
+	}
+	if err := stopper.StopDMA(); err != nil {
 		t.Fatal(err)
 	}
 	if got := command(); got != pciCommandMemorySpace {

@@ -91,6 +91,7 @@ func openUIO(c Controller) (*Device, error) {
 		return d.fail(err)
 	}
 	d.dma = newUIOArena()
+	d.dma.stopDMA = d.ClearBusMaster
 	d.onClose(d.dma.close)
 	// Fail now, not at the first queue, when physical addresses cannot be read.
 	b, err := d.dma.Alloc(1)

@@ -171,6 +171,7 @@ func openVFIO(c Controller) (*Device, error) {
 		return d.fail(err)
 	}
 	d.dma = newArena(&vfioMapper{container: container, iova: iova})
+	d.dma.stopDMA = d.ClearBusMaster
 	// DMA mappings go before the container closes: onClose runs in reverse.
 	d.onClose(d.dma.close)
 	return d, nil
