@@ -112,3 +112,9 @@ bind_userspace_addr() {
 	check "bind $1" env PCI_ALLOWED="$1" HUGEMEM="${HUGEMEM:-256}" "$LAB_SETUP" config
 	[ "$(driver_of "$1")" = "$LAB_USERSPACE_DRIVER" ] || fail "$1 bound to $(driver_of "$1"), want $LAB_USERSPACE_DRIVER"
 }
+
+# list_of ADDR: the lines of the last `nvmeperf list` output ($LAB_OUT) about the
+# controller at ADDR: its own line and its namespaces'.
+list_of() {
+	awk -v a="$1" '$1 ~ /^[0-9a-f]+:[0-9a-f]+:[0-9a-f]+\.[0-7]$/ { on = ($1 == a) } on' "$LAB_OUT"
+}

@@ -12,7 +12,7 @@ TRID="trtype:PCIe traddr:$LAB_MDTS_ADDR"
 SEED=${LAB_SEED:-1}
 
 check "nvmeperf list" "$NVMEPERF" list
-grep -E "MDTS|$LAB_MDTS_ADDR|4096" "$LAB_OUT" | while read -r l; do info "list: $l"; done
+list_of "$LAB_MDTS_ADDR" | while read -r l; do info "list: $l"; done
 
 # roundtrip SIZE MIB [ARGS...]: sequential --verify writes over MIB MiB from LBA 0, then
 # a --verify-read pass over the same range.

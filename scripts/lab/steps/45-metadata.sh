@@ -15,7 +15,7 @@ bind_userspace_addr "$LAB_META_ADDR"
 SEED=${LAB_SEED:-1}
 
 check "nvmeperf list" "$NVMEPERF" list
-grep -E "$LAB_META_ADDR|ns|metadata|PI" "$LAB_OUT" | while read -r l; do info "list: $l"; done
+list_of "$LAB_META_ADDR" | while read -r l; do info "list: $l"; done
 
 # roundtrip NS [ARGS...]: 1 MiB of sequential 4 KiB --verify writes from LBA 0 to
 # namespace NS, then a --verify-read pass over them.
