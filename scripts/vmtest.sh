@@ -328,6 +328,42 @@ ub_by_step() {
 	return 0
 }
 
+FAILURES=()
+PASSED=0
+check_boot() {
+	local boot=$1 rc=$2 log="$WORK/$1.log" name line
+	if [[ $rc == 124 || $rc == 137 ]]; then
+		FAILURES+=("$boot: timed out after ${BOOT_TIMEOUT}s")
+	fi
+	grep -aq '^LAB-DONE' "$log" || FAILURES+=("$boot: guest never reported LAB-DONE (last lines: $(tail -n 5 "$log" | tr -d '\r' | tr '\n' '|'))")
+	while read -r name; do
+		line=$(grep -a "^LAB-STEP $name " "$log" | tail -n 1 | tr -d '\r' || true)
+		case "$line" in
+		"LAB-STEP $name PASS"*) PASSED=$((PASSED + 1)) ;;
+		"LAB-STEP $name SKIP"*) SKIPS+=("$boot: ${line#LAB-STEP }") ;;
+		"") FAILURES+=("$boot: step $name missing") ;;
+		*) FAILURES+=("$boot: ${line#LAB-STEP }") ;;
+		esac
+	done <"$WORK/steps"
+	check_images "$boot"
+}
+
+# The guest writes verify-format blocks to the lab-vfio disk; check them from the host.
+check_images() {
+	local boot=$1
+	[[ -x "$WORK/bin/nvmeperf" ]] || return 0
+	grep -aq "^LAB-VERIFY-IMAGE vfio" "$WORK/$boot.log" || return 0
+	if ! "$WORK/bin/nvmeperf" verify-image --help >/dev/null 2>&1; then
+		SKIPS+=("$boot: host image check: nvmeperf has no verify-image subcommand yet")
+		return 0
+	fi
+	if "$WORK/bin/nvmeperf" verify-image --require-written --seed "$SEED" --lba-size "$LBA_SIZE" "$WORK/vfio-$boot.raw" >"$WORK/verify-image-$boot.log" 2>&1; then
+		log "boot $boot: host verify-image of the lab-vfio disk passed"
+	else
+		FAILURES+=("$boot: host verify-image of the lab-vfio disk failed: $(tail -n 3 "$WORK/verify-image-$boot.log" | tr '\n' ' ')")
+	fi
+}
+
 main() {
 	local t0=$SECONDS
 	SKIPS=()

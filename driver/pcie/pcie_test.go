@@ -594,49 +594,53 @@ func TestArenaPhysicallyContiguous(t *testing.T) {
 
 func TestParseIOVARanges(t *testing.T) {
 	ne := binary.NativeEndian
-	// struct vfio_iommu_type1_info, then a DMA-available capability (id 3) at 24 and an
-	// IOVA range capability (id 1) with two ranges at 40, as Linux lays them out.
-	buf := make([]uint64, 80/8)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 80)
-	ne.PutUint32(b[0:], 80)
+	// struct vfio_iommu_type1_info and its chain as Linux 6.1 lays it out (capabilities
+	// packed, not aligned): migration (id 2, 32 bytes) at 24, DMA available (id 3, 12
+	// bytes) at 56, IOVA ranges (id 1) with two ranges at 68.
+	const size = 68 + 16 + 2*16
+	b := make([]byte, size)
+	ne.PutUint32(b[0:], size)
 	ne.PutUint32(b[4:], vfioIOMMUInfoPgsizes|vfioIOMMUInfoCaps)
 	ne.PutUint64(b[8:], 0x40201000)
 	ne.PutUint32(b[16:], 24)
-	ne.PutUint16(b[24:], 3)
-	ne.PutUint16(b[26:], 1)
-	ne.PutUint32(b[28:], 40)
-	ne.PutUint32(b[32:], 65535)
-	ne.PutUint16(b[40:], 1)
-	ne.PutUint16(b[42:], 1)
-	ne.PutUint32(b[44:], 0)
-	ne.PutUint32(b[48:], 2)
-	ne.PutUint64(b[56:], 0)
-	ne.PutUint64(b[64:], 0xfedfffff)
-	// The second range is cut off below: the buffer is extended to hold it.
-	full := make([]uint64, 96/8)
-	fb := unsafe.Slice((*byte)(unsafe.Pointer(&full[0])), 96)
-	copy(fb, b)
-	ne.PutUint64(fb[72:], 0xfef00000)
-	ne.PutUint64(fb[80:], 1<<39-1)
-	ranges, found, err := parseIOVARanges(fb)
+	ne.PutUint16(b[24:], 2)
+	ne.PutUint32(b[28:], 56)
+	ne.PutUint16(b[56:], 3)
+	ne.PutUint32(b[60:], 68)
+	ne.PutUint32(b[64:], 65535)
+	ne.PutUint16(b[68:], vfioIOMMUType1InfoCapIOVARange)
+	ne.PutUint16(b[70:], 1)
+	ne.PutUint32(b[72:], 0)
+	ne.PutUint32(b[76:], 2)
+	ne.PutUint64(b[84:], 0)
+	ne.PutUint64(b[92:], 0xfedfffff)
+	ne.PutUint64(b[100:], 0xfef00000)
+	ne.PutUint64(b[108:], 1<<39-1)
+	ranges, found, err := parseIOVARanges(b)
 	if err != nil || !found || len(ranges) != 2 || ranges[0] != (iovaRange{0, 0xfedfffff}) || ranges[1] != (iovaRange{0xfef00000, 1<<39 - 1}) {
 		t.Fatalf("ranges %v found %v err %v", ranges, found, err)
 	}
-	if _, _, err := parseIOVARanges(b); err == nil || !strings.Contains(err.Error(), "run past") {
+	if _, _, err := parseIOVARanges(b[:size-8]); err == nil || !strings.Contains(err.Error(), "run past") {
 		t.Errorf("truncated reply: err = %v", err)
 	}
+	if _, _, err := parseIOVARanges(b[:70]); err == nil || !strings.Contains(err.Error(), "bad capability offset") {
+		t.Errorf("reply ending inside a capability header: err = %v", err)
+	}
 	// A chain without the IOVA capability, and one that loops.
-	ne.PutUint32(fb[28:], 0)
-	if _, found, err := parseIOVARanges(fb); found || err != nil {
+	ne.PutUint32(b[60:], 0)
+	if _, found, err := parseIOVARanges(b); found || err != nil {
 		t.Errorf("no IOVA capability: found %v err %v", found, err)
 	}
-	ne.PutUint32(fb[28:], 24)
-	if _, _, err := parseIOVARanges(fb); err == nil {
+	ne.PutUint32(b[60:], 24)
+	if _, _, err := parseIOVARanges(b); err == nil {
 		t.Error("a capability chain that loops was accepted")
 	}
-	ne.PutUint32(fb[16:], 1000)
-	if _, _, err := parseIOVARanges(fb); err == nil || !strings.Contains(err.Error(), "bad capability offset") {
+	ne.PutUint32(b[16:], 1000)
+	if _, _, err := parseIOVARanges(b); err == nil || !strings.Contains(err.Error(), "bad capability offset") {
 		t.Errorf("offset past the reply: err = %v", err)
+	}
+	if _, _, err := parseIOVARanges(b[:20]); err == nil {
+		t.Error("a reply shorter than vfio_iommu_type1_info was accepted")
 	}
 }
 

@@ -204,44 +204,55 @@ func iommuIOVARanges(container *os.File) (ranges []iovaRange, reported bool, err
 			size = info.Argsz // too small for the capabilities: ask again with room
 			continue
 		}
-		return parseIOVARanges(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(buf)*8))
+		return parseIOVARanges(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), int(size)))
 	}
 	return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: the capability chain kept growing (last size %d)", size)
 }
 
 // parseIOVARanges finds the IOVA range capability in buf, a vfioIOMMUType1Info and its
-// capability chain as the kernel filled them. buf must be 8-byte aligned.
+// capability chain as the kernel filled them. Capabilities need not be aligned: before
+// Linux 6.7 the kernel packed them, so a 12-byte DMA-available capability leaves the
+// next one at offset 68. Each struct is therefore copied out, not pointed into.
 func parseIOVARanges(buf []byte) (ranges []iovaRange, found bool, err error) {
-	if len(buf) < int(unsafe.Sizeof(vfioIOMMUType1Info{})) || uintptr(unsafe.Pointer(&buf[0]))%8 != 0 {
-		return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %d-byte or unaligned buffer", len(buf))
+	var info vfioIOMMUType1Info
+	if !decode(&info, buf, 0) {
+		return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %d-byte reply", len(buf))
 	}
-	info := (*vfioIOMMUType1Info)(unsafe.Pointer(&buf[0]))
-	hdrSize := uint64(unsafe.Sizeof(vfioInfoCapHeader{}))
 	seen := map[uint32]bool{}
 	for off := info.CapOffset; off != 0; {
-		if seen[off] || off%8 != 0 || uint64(off)+hdrSize > uint64(len(buf)) {
+		var hdr vfioInfoCapHeader
+		if seen[off] || !decode(&hdr, buf, uint64(off)) {
 			return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: bad capability offset %#x in a %d-byte reply", off, len(buf))
 		}
 		seen[off] = true
-		hdr := (*vfioInfoCapHeader)(unsafe.Pointer(&buf[off]))
 		if hdr.ID != vfioIOMMUType1InfoCapIOVARange {
 			off = hdr.Next
 			continue
 		}
-		capSize := uint64(unsafe.Sizeof(vfioIOMMUType1InfoCapIOVARangeHeader{}))
-		if uint64(off)+capSize > uint64(len(buf)) {
+		var c vfioIOMMUType1InfoCapIOVARangeHeader
+		if !decode(&c, buf, uint64(off)) {
 			return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: IOVA range capability at %#x runs past the %d-byte reply", off, len(buf))
 		}
-		c := (*vfioIOMMUType1InfoCapIOVARangeHeader)(unsafe.Pointer(&buf[off]))
-		first := uint64(off) + capSize
-		if first+uint64(c.NrIOVAs)*uint64(unsafe.Sizeof(vfioIOVARange{})) > uint64(len(buf)) {
-			return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %d IOVA ranges run past the %d-byte reply", c.NrIOVAs, len(buf))
-		}
+		first := uint64(off) + uint64(unsafe.Sizeof(c))
 		for i := range uint64(c.NrIOVAs) {
-			r := (*vfioIOVARange)(unsafe.Pointer(&buf[first+i*uint64(unsafe.Sizeof(vfioIOVARange{}))]))
+			var r vfioIOVARange
+			if !decode(&r, buf, first+i*uint64(unsafe.Sizeof(r))) {
+				return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %d IOVA ranges run past the %d-byte reply", c.NrIOVAs, len(buf))
+			}
 			ranges = append(ranges, iovaRange{start: r.Start, end: r.End})
 		}
 		return ranges, true, nil
 	}
 	return nil, false, nil
+}
+
+// decode copies the bytes of an ABI struct at off in buf into *v, in the machine's byte
+// order as the kernel wrote them; false when buf is too short.
+func decode[T any](v *T, buf []byte, off uint64) bool {
+	n := uint64(unsafe.Sizeof(*v))
+	if off > uint64(len(buf)) || n > uint64(len(buf))-off {
+		return false
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), n), buf[off:off+n])
+	return true
 }
