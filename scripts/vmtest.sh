@@ -255,19 +255,20 @@ run_boot() {
 
 # watch_steps BOOT PID: while QEMU runs, notes how many undefined-behaviour lines and
 # other lines the guest-error log holds whenever a step begins (LAB-BEGIN on the
-# console), so check_ub can say which steps caused them. Polled every second, so a count
-# may land in a neighbouring step.
+# console), so check_ub can say which steps caused them. Polled five times a second, so
+# a few lines may land in a neighbouring step.
 watch_steps() {
 	local boot=$1 pid=$2 seen=0 n name
 	: >"$WORK/ub-marks-$boot"
 	while kill -0 "$pid" 2>/dev/null; do
-		n=$(grep -ac '^LAB-BEGIN ' "$WORK/$boot.log" 2>/dev/null)
+		# grep -c exits 1 on no match, which set -e would take for a failure.
+		n=$(grep -ac '^LAB-BEGIN ' "$WORK/$boot.log" 2>/dev/null || true)
 		if ((${n:-0} > seen)); then
-			name=$(grep -a '^LAB-BEGIN ' "$WORK/$boot.log" | sed -n "${n}p" | tr -d '\r' | cut -d' ' -f2)
+			name=$(grep -a '^LAB-BEGIN ' "$WORK/$boot.log" | sed -n "${n}p" | tr -d '\r' | cut -d' ' -f2 || true)
 			echo "$name $(guest_error_counts "$boot")" >>"$WORK/ub-marks-$boot"
 			seen=$n
 		fi
-		sleep 1
+		sleep 0.2
 	done
 	echo "(end) $(guest_error_counts "$boot")" >>"$WORK/ub-marks-$boot"
 }
@@ -275,8 +276,8 @@ watch_steps() {
 # guest_error_counts BOOT: "UB OTHER", the pci_nvme_ub_ lines and all other lines so far.
 guest_error_counts() {
 	local f="$WORK/qemu-$1.guest-errors" all ub
-	all=$(wc -l <"$f" 2>/dev/null)
-	ub=$(grep -ac 'pci_nvme_ub_' "$f" 2>/dev/null)
+	all=$(wc -l <"$f" 2>/dev/null || true)
+	ub=$(grep -ac 'pci_nvme_ub_' "$f" 2>/dev/null || true)
 	echo "${ub:-0} $((${all:-0} - ${ub:-0}))"
 }
 
