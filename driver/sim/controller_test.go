@@ -637,13 +637,16 @@ func TestIdleControllerSleeps(t *testing.T) {
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
 		t.Skip("getrusage:", err)
 	}
-	const window = 200 * time.Millisecond
+	// A spinning device thread would use the whole window; a sleeping one a sliver. The
+	// window is long and the bound loose so the garbage collector and the race
+	// detector's own threads on a loaded machine do not count against it.
+	const window = time.Second
 	time.Sleep(window)
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
 		t.Fatal(err)
 	}
 	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
-	if cpu > window/5 {
+	if cpu > window/3 {
 		t.Errorf("idle controller used %v of CPU in %v", cpu, window)
 	}
 }
