@@ -114,6 +114,17 @@ type Document struct {
 	Total           Total           `json:"total"`
 	// Warnings are problems with the report itself (never with the device).
 	Warnings []string `json:"warnings,omitempty"`
+
+	// Repetitions (--repeat N): every repetition's totals with its histogram; the
+	// document's jobs and total are then all repetitions merged, and RepetitionStats
+	// holds the median and 95% confidence interval of each metric over them.
+	Repetitions     []Repetition        `json:"repetitions,omitempty"`
+	RepetitionStats map[string]Estimate `json:"repetition_stats,omitempty"`
+
+	// Merge (nvmeperf merge): how the sources were combined, and the sources' own
+	// documents unchanged.
+	Merge   *MergeInfo `json:"merge,omitempty"`
+	Sources []Document `json:"sources,omitempty"`
 }
 
 // HistogramFormat describes the encoded histograms.
@@ -441,7 +452,9 @@ func DecodeHistogram(b64 string) (*hdrhistogram.Histogram, error) {
 }
 
 // WriteJSON writes d as one indented JSON document followed by a newline.
-func WriteJSON(w io.Writer, d Document) error {
+func WriteJSON(w io.Writer, d Document) error { return writeIndented(w, d) }
+
+func writeIndented(w io.Writer, d any) error {
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return fmt.Errorf("report: encode JSON: %w", err)
