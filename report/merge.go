@@ -3,6 +3,7 @@ package report
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -345,3 +346,39 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 type IncomparableError struct{ Why string }
 
 func (e *IncomparableError) Error() string { return "report: not comparable: " + e.Why }
+
+// WriteRepetitionsText writes each repetition's main numbers and every metric's median
+// with its 95% confidence interval.
+func WriteRepetitionsText(w io.Writer, d *Document) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-12s %12s %10s %12s %12s %12s %8s  %s\n", "Repetition", "IOPS", "MiB/s", "mean(us)", "p50(us)", "p99(us)", "errors", "status")
+	for i, r := range d.Repetitions {
+		m, err := MetricsOf(r.All)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%-12d %12.2f %10.2f %12.2f %12.2f %12.2f %8.0f  %s\n", i+1, m["iops"], m["mibps"],
+			m["mean"]/1e3, m["p50"]/1e3, m["p99"]/1e3, m["errors"], r.Status)
+	}
+	b.WriteString("\nMedian and 95% confidence interval over the repetitions:\n")
+	for _, name := range MetricNames {
+		e, ok := d.RepetitionStats[name]
+		if !ok {
+			continue
+		}
+		scale, unit := 1.0, ""
+		if _, lat := metricPercents[name]; lat || name == "mean" {
+			scale, unit = 1e3, " us"
+		}
+		ci := fmt.Sprintf("no interval: %d repetitions are too few for 95%% (6 are needed)", e.N)
+		if e.Low != nil && e.High != nil {
+			ci = fmt.Sprintf("[%.2f, %.2f]%s", *e.Low/scale, *e.High/scale, unit)
+		}
+		fmt.Fprintf(&b, "  %-8s %12.2f%s  %s\n", name, e.Median/scale, unit, ci)
+	}
+	b.WriteString("\n")
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("report: write text: %w", err)
+	}
+	return nil
+}
