@@ -75,12 +75,14 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}
 	if isTerminal(a.stderr) && !a.opts.quiet {
 		cfg.Progress = a.progressLine
+	} else if a.results.statusInterval > 0 && !a.opts.quiet {
+		cfg.Progress = a.statusLines()
 	}
 
 	ctx, stop := a.interruptible()
 	defer stop()
 	res := workload.Run(ctx, targets, cfg)
-	if cfg.Progress != nil {
+	if cfg.Progress != nil && isTerminal(a.stderr) {
 		fmt.Fprint(a.stderr, "\r\033[K")
 	}
 	status, code := a.outcome(res)
@@ -127,6 +129,7 @@ func (a *app) meta(p *plan) report.Meta {
 			Doorbell: c.Doorbell.String(), DoorbellN: c.DoorbellN, Verify: c.Verify != workload.VerifyOff,
 			Labels: p.labels,
 		},
+		Percentiles: a.results.percents,
 	}
 }
 
