@@ -49,6 +49,9 @@ repetitions per side are the fewest that can show significance.`,
 			if write == nil {
 				return usagef("--format %q: want text, markdown or json", format)
 			}
+			if err := checkOutputs([]outputPath{{flag: "--output", path: output}, {flag: "--junit", path: junit}}, args); err != nil {
+				return err
+			}
 			var loaded [2]*report.Loaded
 			for i, path := range args {
 				if loaded[i], err = report.LoadFile(path); err != nil {

@@ -31,6 +31,9 @@ model), or whose measured windows do not overlap, are refused with exit status 2
 			if format != "json" && format != "text" {
 				return usagef("--output-format %q: want json or text", format)
 			}
+			if err := checkOutputs([]outputPath{{flag: "--output", path: output}}, args); err != nil {
+				return err
+			}
 			var docs []report.Document
 			for _, path := range args {
 				l, err := report.LoadFile(path)

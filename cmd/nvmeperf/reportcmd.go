@@ -51,6 +51,13 @@ and writes, log scale).`,
 			if err != nil {
 				return a.fail(exitUsage, "cannot read: %v", err)
 			}
+			if err := checkOutputs([]outputPath{
+				{flag: "--output", path: output},
+				{flag: "--csv", path: csvFile},
+				{flag: "--plot", path: plotDir, files: plotFiles(plotFormat, l.Sweep != nil)},
+			}, args); err != nil {
+				return err
+			}
 			sw := l.Sweep
 			if l.Run != nil {
 				sw = report.RunAsSweep(l.Run)

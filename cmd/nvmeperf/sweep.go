@@ -171,6 +171,14 @@ func (a *app) sweep(rawArgs []string) error {
 	if len(points) == 0 {
 		return usagef("the sweep has no point: every -P exceeds every -q")
 	}
+	// Every output is checked now, not after an hour of measuring.
+	if err := checkOutputs([]outputPath{
+		{flag: "--output", path: tmpl.opts.outputFile},
+		{flag: "--csv", path: lists["csv"]},
+		{flag: "--plot", path: lists["plot"], files: plotFiles(plotFormat, true)},
+	}, tmpl.root.Flags().Args()); err != nil {
+		return err
+	}
 
 	doc := &report.SweepDocument{
 		Version: version, CommandLine: nonNilArgs(a.args), Host: report.HostInfo(),
