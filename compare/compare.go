@@ -128,8 +128,15 @@ func (r *Result) Verdict() string {
 	if !r.Regressed() {
 		return "no regression"
 	}
+	// A sweep can regress at every point: name the first few, count the rest (the
+	// table and the JUnit report list them all).
+	const named = 4
 	var parts []string
-	for _, row := range r.Regressions {
+	for i, row := range r.Regressions {
+		if i == named {
+			parts = append(parts, fmt.Sprintf("and %d more", len(r.Regressions)-named))
+			break
+		}
 		parts = append(parts, row.describe())
 	}
 	return "regression: " + strings.Join(parts, "; ")
