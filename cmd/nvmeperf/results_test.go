@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/xml"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nvmeperf/nvmeperf/report"
 	"github.com/nvmeperf/nvmeperf/workload"
@@ -356,5 +361,74 @@ func TestE2ERunResultsFlags(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
 			t.Errorf("%v: exit %d %q", bad, r.code, r.stderr)
 		}
+	}
+}
+
+func TestE2ESweepInterruptKeepsFinishedPoints(t *testing.T) {
+	cmd := exec.Command(binary, "sweep", "-q", "1,2,4", "-o", "4k", "-w", "randread", "-t", "3", "-r", sim("model:nand nssize:64m"),
+		"--output-format", "json")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	var errText strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(60 * time.Second)
+	signalled := false
+	for !signalled {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the sweep ended before its first point was reported:\n%s", errText.String())
+			}
+			errText.WriteString(l + "\n")
+			if strings.Contains(l, "point 1/3") { // Ctrl-C during the second point
+				cmd.Process.Signal(syscall.SIGINT)
+				signalled = true
+			}
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatal("no point finished within 60 s")
+		}
+	}
+	for l := range lines {
+		errText.WriteString(l + "\n")
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the sweep did not stop within 30 s of Ctrl-C")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitSignal2 {
+		t.Errorf("exit %d after Ctrl-C, want %d\n%s", code, exitSignal2, errText.String())
+	}
+	l, err := report.Load(&out)
+	if err != nil {
+		t.Fatalf("stdout: %v", err)
+	}
+	s := l.Sweep
+	if s.Status != report.SweepInterrupted || !s.Interrupted || len(s.Points) != 2 {
+		t.Fatalf("status %q, interrupted %v, %d points: want the finished point and the interrupted one", s.Status, s.Interrupted, len(s.Points))
+	}
+	if s.Points[0].Failed() || s.Points[0].Result.Status != report.StatusOK || s.Points[0].Result.Total.All.IOs == 0 {
+		t.Errorf("the finished point is not kept whole: %+v", s.Points[0])
+	}
+	if r := s.Points[1].Result; r == nil || !r.Interrupted {
+		t.Errorf("the interrupted point: %+v", s.Points[1])
 	}
 }
