@@ -47,6 +47,10 @@ const (
 // others: fio's defaults, plus 99.999 and 99.9999 for the tail a drive's firmware shows.
 var DefaultPercentiles = []float64{1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 99.9999}
 
+// reportedPercentiles is fio's own default list, which the fio-format JSON keeps so that
+// fio tooling sees what fio would write.
+var reportedPercentiles = []float64{1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99}
+
 // Config is what the run was asked to do, the document's "config" block.
 type Config struct {
 	Workload        string   `json:"workload"`     // read, write, randread, randwrite, rw, randrw
@@ -160,6 +164,30 @@ type JobReport struct {
 	Write      Stats   `json:"write"`
 	All        Stats   `json:"all"` // read and write merged
 	Verify     *Verify `json:"verify,omitempty"`
+	// TransportStats are the job's queue pairs' transport counters (spdk_nvme_perf
+	// --transport-stats); absent for targets that do not count them (kernel devices).
+	TransportStats *TransportStats `json:"transport_stats,omitempty"`
+}
+
+// TransportStats are named as spdk_nvme_perf --transport-stats prints them for PCIe.
+type TransportStats struct {
+	Polls                 uint64 `json:"polls"`
+	IdlePolls             uint64 `json:"idle_polls"`
+	Completions           uint64 `json:"completions"`
+	SubmittedRequests     uint64 `json:"submitted_requests"`
+	SQMMIODoorbellUpdates uint64 `json:"sq_mmio_doorbell_updates"`
+	CQMMIODoorbellUpdates uint64 `json:"cq_mmio_doorbell_updates"`
+	QueuedRequests        uint64 `json:"queued_requests"`
+}
+
+// TransportStatsOf converts a job's counters; nil stays nil.
+func TransportStatsOf(q *target.QueueStats) *TransportStats {
+	if q == nil {
+		return nil
+	}
+	return &TransportStats{Polls: q.Polls, IdlePolls: q.IdlePolls, Completions: q.Completions,
+		SubmittedRequests: q.Submitted, SQMMIODoorbellUpdates: q.SQDoorbells,
+		CQMMIODoorbellUpdates: q.CQDoorbells, QueuedRequests: q.Queued}
 }
 
 // Total is every job merged.
@@ -308,13 +336,14 @@ func Build(meta Meta, res workload.Result, status string) Document {
 			d.Warnings = append(d.Warnings, droppedWarning(where, s.dropped))
 		}
 		jr := JobReport{
-			Device:     idx,
-			DeviceName: j.Target.Name,
-			Core:       j.Core,
-			QPairs:     j.QPairs,
-			Read:       d.stats(where+" read", s.read, res.Duration, meta.Percentiles),
-			Write:      d.stats(where+" write", s.write, res.Duration, meta.Percentiles),
-			All:        d.stats(where+" all", s.all, res.Duration, meta.Percentiles),
+			Device:         idx,
+			DeviceName:     j.Target.Name,
+			Core:           j.Core,
+			QPairs:         j.QPairs,
+			Read:           d.stats(where+" read", s.read, res.Duration, meta.Percentiles),
+			Write:          d.stats(where+" write", s.write, res.Duration, meta.Percentiles),
+			All:            d.stats(where+" all", s.all, res.Duration, meta.Percentiles),
+			TransportStats: TransportStatsOf(j.Transport),
 		}
 		if v := j.Verify; meta.Config.Verify || v.Checked > 0 || v.Mismatched > 0 || v.Unwritten > 0 {
 			anyVerify = true

@@ -55,6 +55,9 @@ func checkTargets(targets []target.Target, cfg *Config) ([]target.Info, error) {
 		if cfg.IOSize%int(info.LBASize) != 0 {
 			return nil, fmt.Errorf("workload: I/O size %d: must be a multiple of the LBA size %d of target %s", cfg.IOSize, info.LBASize, info.Name)
 		}
+		if cfg.IOUnitSize%int(info.LBASize) != 0 {
+			return nil, fmt.Errorf("workload: I/O unit size %d: must be a multiple of the LBA size %d of target %s", cfg.IOUnitSize, info.LBASize, info.Name)
+		}
 		if cfg.Verify != VerifyOff {
 			if err := verify.ValidateLBASize(int(info.LBASize)); err != nil {
 				return nil, fmt.Errorf("workload: verify mode %s on target %s: %w", cfg.Verify, info.Name, err)
@@ -85,6 +88,9 @@ func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *r
 		}
 	}
 	as := assign(len(workers), len(targets))
+	if cfg.EveryCore {
+		as = assignEveryCore(len(workers), len(targets))
+	}
 	for i, a := range as {
 		info := infos[a.target]
 		j := &job{
@@ -105,6 +111,18 @@ func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *r
 		w.jobs = append(w.jobs, j)
 	}
 	return workers
+}
+
+// assignEveryCore gives every worker every target, worker by worker, as
+// spdk_nvme_perf --use-every-core does.
+func assignEveryCore(workers, targets int) []assignment {
+	out := make([]assignment, 0, workers*targets)
+	for w := 0; w < workers; w++ {
+		for t := 0; t < targets; t++ {
+			out = append(out, assignment{worker: w, target: t})
+		}
+	}
+	return out
 }
 
 // Run drives the targets with cfg and returns what was measured. Cancelling ctx (Ctrl-C)
@@ -254,6 +272,10 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 			Read:   j.read.export(),
 			Write:  j.write.export(),
 			Verify: j.verify,
+		}
+		if j.transport != nil {
+			ts := *j.transport
+			res.Jobs[j.index].Transport = &ts
 		}
 	}
 	return res

@@ -30,6 +30,9 @@ const statusVerifyFailed = "verify_failed"
 
 // bench runs the benchmark the flags describe.
 func (a *app) bench(_ *cobra.Command, args []string) error {
+	if err := a.compatBefore(); err != nil {
+		return err
+	}
 	allowed := allowedCPUs()
 	p, err := a.opts.validate(allowed)
 	if err != nil {
@@ -65,6 +68,11 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}()
 	for _, t := range targets {
 		meta.Config.Targets = append(meta.Config.Targets, targetLabel(t.Info()))
+		if lba := int(t.Info().LBASize); p.cfg.IOUnitSize > 0 && lba > 0 && p.cfg.IOUnitSize%lba != 0 {
+			err := usagef("-O %s: io unit size must be a multiple of the LBA size; %s has %d-byte blocks", a.opts.ioUnitSize, t.Info().Name, lba)
+			a.writeFailure(meta, p, "error: "+err.Error())
+			return err
+		}
 	}
 
 	cfg := p.cfg
@@ -78,10 +86,18 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	} else if a.results.statusInterval > 0 && !a.opts.quiet {
 		cfg.Progress = a.statusLines()
 	}
+	if h := a.results.hooks; h != nil {
+		cfg.Progress = h.progress
+	}
+	finish, err := a.compatTargets(p, targets, &cfg)
+	if err != nil {
+		return err
+	}
 
-	ctx, stop := a.interruptible()
+	ctx, stop := a.runContext()
 	defer stop()
 	res := workload.Run(ctx, targets, cfg)
+	finish(res)
 	if cfg.Progress != nil && isTerminal(a.stderr) {
 		fmt.Fprint(a.stderr, "\r\033[K")
 	}
@@ -135,18 +151,27 @@ func (a *app) meta(p *plan) report.Meta {
 
 // writeReport writes the text or JSON report to stdout or --output.
 func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, status string) error {
+	if h := a.results.hooks; h != nil {
+		h.capture(report.Build(meta, res, status))
+		return nil
+	}
 	w, closeOut, err := a.output()
 	if err != nil {
 		return err
 	}
 	if p.format == "json" {
 		err = report.WriteJSON(w, report.Build(meta, res, status))
+	} else if p.format == "fio-json" {
+		err = a.writeFioReport(w, meta, res)
 	} else {
 		err = report.WriteText(w, res, report.TextOptions{
 			LatencySummary: p.latency >= 1, Buckets: p.latency >= 2, Mixed: p.cfg.Pattern.Mixed(),
 		})
 		if err == nil && status != report.StatusOK {
 			fmt.Fprintf(a.stderr, "nvmeperf: run status: %s\n", status)
+		}
+		if err == nil {
+			err = a.writeJSONSide(meta, p, res, status)
 		}
 	}
 	if cerr := closeOut(); err == nil {
@@ -189,6 +214,7 @@ func (a *app) writeFailureJSON(status string) {
 // for local controllers and falls back to the simulated one.
 func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64) ([]target.Target, error) {
 	dopts := driver.Options{SimCPUs: simCPUs(p.cores)}
+	a.compatDriverOptions(&dopts)
 	if len(ids) == 0 && len(paths) == 0 {
 		var err error
 		if ids, err = a.defaultTargets(); err != nil {
@@ -203,11 +229,14 @@ func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64
 		return nil, err
 	}
 	for _, id := range ids {
-		ts, _, err := driver.OpenTRID(id.String(), dopts)
+		ts, ctrl, err := driver.OpenTRID(id.String(), dopts)
 		if err != nil {
 			return fail(fmt.Errorf("-r %s: %w", id, err))
 		}
 		targets = append(targets, ts...)
+		if err := a.openUnusedQPairs(ctrl); err != nil {
+			return fail(err)
+		}
 	}
 	for _, path := range paths {
 		t, err := a.openKernel(path, p, fileSize)
@@ -230,6 +259,9 @@ func (a *app) defaultTargets() ([]trid.ID, error) {
 	var ids []trid.ID
 	var kernel []string
 	for _, c := range ctrls {
+		if !a.pciAllowed(c.Address) {
+			continue // -b
+		}
 		if c.Userspace() {
 			id, err := trid.Parse("trtype:PCIe traddr:" + c.Address)
 			if err != nil {

@@ -50,7 +50,7 @@ func TestFlagValidation(t *testing.T) {
 		{"bad core mask", with("-c", "0xZ"), []string{"-c \"0xZ\"", "hex"}},
 		{"bad core list", with("-c", "[3-1]"), []string{"-c \"[3-1]\"", "list"}},
 		{"unavailable core", with("-c", "[1000]"), []string{"-c [1000]", "core 1000", "available"}},
-		{"qpairs above depth", with("-P", "9"), []string{"-P 9", "1..8"}},
+		{"qpairs zero", with("-P", "0"), []string{"-P 0", "1..1024"}},
 		{"queue size", with("--io-queue-size", "1"), []string{"--io-queue-size 1", "2..65536"}},
 		{"negative -C", with("-C", "-1"), []string{"-C -1", "0 (no limit)"}},
 		{"negative zipf", with("-F", "-1"), []string{"-F -1", "positive"}},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nvmeperf/nvmeperf/driver/trid"
 	"github.com/nvmeperf/nvmeperf/report"
 	"github.com/nvmeperf/nvmeperf/workload"
 )
@@ -23,6 +23,7 @@ type resultsOptions struct {
 	statusInterval float64
 	percentiles    string
 	percents       []float64 // parsed --percentiles; nil = report.DefaultPercentiles
+	hooks          *runHooks // set when a sweep or --repeat runs bench (results.go)
 }
 
 func (a *app) addResultsFlags(f *pflag.FlagSet) {
@@ -95,55 +96,50 @@ func (a *app) progressText(pr workload.Progress) string {
 		phase, pr.Elapsed.Round(time.Second), rem, pr.IOPS, pr.MiBps, pr.IOs)
 }
 
-// measure opens the targets the options name, runs the plan once and returns the
-// run's document and exit status. An error means the run could not start.
-func (a *app) measure(ctx context.Context, p *plan, args []string, progress func(workload.Progress)) (*report.Document, int, error) {
-	var ids []trid.ID
-	for _, s := range a.opts.trids {
-		id, err := trid.Parse(s)
-		if err != nil {
-			return nil, exitUsage, usagef("-r %q: %v", s, err)
-		}
-		ids = append(ids, id)
-	}
-	var fileSize int64
-	if a.opts.fileSize != "" {
-		var err error
-		if fileSize, err = parseSize("--size", a.opts.fileSize); err != nil {
-			return nil, exitUsage, err
-		}
-	}
-	meta := a.meta(p)
-	meta.Percentiles = a.results.percents
-	targets, err := a.openTargets(p, ids, args, fileSize)
-	if err != nil {
-		return nil, exitFailed, err
-	}
-	defer func() {
-		for _, t := range targets {
-			if err := t.Close(); err != nil {
-				a.notice("closing %s: %v", t.Info().Name, err)
-			}
-		}
-	}()
-	for _, t := range targets {
-		meta.Config.Targets = append(meta.Config.Targets, targetLabel(t.Info()))
-	}
-	cfg := p.cfg
-	if a.opts.set("number-ios") {
-		cfg.NumIOs = a.opts.numIOs * uint64(max(len(targets), max(1, len(cfg.Cores))))
-	}
-	cfg.Progress = progress
-	res := workload.Run(ctx, targets, cfg)
-	status, code := a.outcome(res)
-	doc := report.Build(meta, res, status)
-	return &doc, code, nil
+// runHooks let a sweep point or a repetition go through bench, the one run path (safety
+// checks, compatibility options, status and exit code), and take its document instead of
+// writing a report.
+type runHooks struct {
+	ctx      context.Context           // the caller's: a sweep stops on its Ctrl-C
+	progress func(workload.Progress)   // replaces bench's own progress output
+	capture  func(doc report.Document) // receives the run's document (also a failed run's)
 }
 
-// measureRepeated runs the plan n times (stopping early when ctx is cancelled) and
-// merges the repetitions; the exit status is the first non-zero one. onRep, if set, is
-// told before each repetition.
-func (a *app) measureRepeated(ctx context.Context, p *plan, args []string, n int,
+// runContext is bench's context: the caller's when hooked, else one Ctrl-C cancels.
+func (a *app) runContext() (context.Context, func()) {
+	if h := a.results.hooks; h != nil {
+		return h.ctx, func() {}
+	}
+	return a.interruptible()
+}
+
+// measure runs bench once with the run flags runArgs (a fresh parse, JSON forced, no
+// --output) and returns its document and exit status. An error with a document means
+// the run started, or was refused after its targets were named, and failed; an error
+// alone that it could not start.
+func (a *app) measure(ctx context.Context, runArgs []string, progress func(workload.Progress)) (*report.Document, int, error) {
+	run, err := a.parseRun(append(append([]string{}, runArgs...), "--output-format", "json"))
+	if err != nil {
+		return nil, exitUsage, err
+	}
+	run.opts.outputFile = ""
+	var doc *report.Document
+	run.results.hooks = &runHooks{ctx: ctx, progress: progress, capture: func(d report.Document) { doc = &d }}
+	err = run.bench(nil, run.root.Flags().Args())
+	if doc == nil && err == nil {
+		err = errors.New("the run wrote no result")
+	}
+	code := run.status
+	if err != nil && code == exitOK {
+		code = exitFailed
+	}
+	return doc, code, err
+}
+
+// measureRepeated measures n times (stopping early when ctx is cancelled) and merges
+// the repetitions; the exit status is the first non-zero one. onRep, if set, is told
+// before each repetition.
+func (a *app) measureRepeated(ctx context.Context, runArgs []string, n int,
 	progress func(workload.Progress), onRep func(i int)) (*report.Document, int, error) {
 	var docs []report.Document
 	code := exitOK
@@ -154,9 +150,9 @@ func (a *app) measureRepeated(ctx context.Context, p *plan, args []string, n int
 		if onRep != nil {
 			onRep(i)
 		}
-		d, c, err := a.measure(ctx, p, args, progress)
+		d, c, err := a.measure(ctx, runArgs, progress)
 		if err != nil {
-			return nil, c, err
+			return d, c, err
 		}
 		docs = append(docs, *d)
 		if code == exitOK {
@@ -174,15 +170,18 @@ func (a *app) measureRepeated(ctx context.Context, p *plan, args []string, n int
 }
 
 // repeatBench is the root command with --repeat N > 1.
-func (a *app) repeatBench(args []string) error {
+func (a *app) repeatBench() error {
 	p, err := a.opts.validate(allowedCPUs())
 	if err != nil {
 		return err
 	}
+	if p.format != "text" && p.format != "json" {
+		return usagef("--repeat %d with --output-format %s: want text or json", a.results.repeat, p.format)
+	}
 	ctx, stop := a.interruptible()
 	defer stop()
 	progress := a.runProgress()
-	doc, code, err := a.measureRepeated(ctx, p, args, a.results.repeat, progress, func(i int) {
+	doc, code, err := a.measureRepeated(ctx, a.args[1:], a.results.repeat, progress, func(i int) {
 		if !a.opts.quiet {
 			a.clearProgress()
 			fmt.Fprintf(a.stderr, "nvmeperf: repetition %d/%d\n", i+1, a.results.repeat)
@@ -190,6 +189,12 @@ func (a *app) repeatBench(args []string) error {
 	})
 	a.clearProgress()
 	if err != nil {
+		if doc != nil && p.format == "json" { // a CI consumer always gets a document
+			if w, closeOut, oerr := a.output(); oerr == nil {
+				_ = report.WriteJSON(w, *doc)
+				_ = closeOut()
+			}
+		}
 		return err
 	}
 	a.status = code

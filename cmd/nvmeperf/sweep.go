@@ -110,7 +110,7 @@ type sweepPoint struct {
 	sweep.Point
 	app  *app
 	plan *plan
-	args []string // positional arguments (kernel devices, files)
+	args []string // the point's run flags and arguments
 }
 
 func (a *app) sweep(rawArgs []string) error {
@@ -153,7 +153,8 @@ func (a *app) sweep(rawArgs []string) error {
 		if cores, ok := coreSets[pt.Params.Workers]; ok {
 			pa = append(pa, "-c", cores)
 		}
-		run, err := a.parseRun(append(append([]string{}, common...), pa...))
+		runArgs := append(append([]string{}, common...), pa...)
+		run, err := a.parseRun(runArgs)
 		if err != nil {
 			return err
 		}
@@ -166,7 +167,7 @@ func (a *app) sweep(rawArgs []string) error {
 			pt.Params.Workers = max(1, len(p.cores))
 			pt.Params.QPairs = pt.Params.Workers * pt.QPairsPerNS
 		}
-		points = append(points, &sweepPoint{Point: pt, app: run, plan: p, args: run.root.Flags().Args()})
+		points = append(points, &sweepPoint{Point: pt, app: run, plan: p, args: runArgs})
 	}
 	if len(points) == 0 {
 		return usagef("the sweep has no point: every -P exceeds every -q")
@@ -201,7 +202,7 @@ func (a *app) sweep(rawArgs []string) error {
 	}
 	sweep.Run(ctx, doc, plain, func(ctx context.Context, i int, _ sweep.Point) (*report.Document, error) {
 		sp := points[i]
-		d, _, err := sp.app.measureRepeated(ctx, sp.plan, sp.args, tmpl.results.repeat, obs.progress(i), nil)
+		d, _, err := a.measureRepeated(ctx, sp.args, tmpl.results.repeat, obs.progress(i), nil)
 		return d, err
 	}, obs)
 	obs.clear()
@@ -251,6 +252,10 @@ func (a *app) parseRun(args []string) (*app, error) {
 	run := newApp(a.args, a.stdout, a.stderr)
 	run.probe = a.probe
 	root := run.rootCommand()
+	args, err := normalizeArgs(root.Flags(), args) // spdk_nvme_perf spellings, as the root command takes them
+	if err != nil {
+		return nil, err
+	}
 	if err := root.ParseFlags(args); err != nil {
 		return nil, usagef("%v", err)
 	}

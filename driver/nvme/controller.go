@@ -27,6 +27,9 @@ type Options struct {
 	// MaxTransfer caps the data transfer size when the controller reports no MDTS;
 	// 0 means 1 MiB.
 	MaxTransfer int
+	// NoShutdownNotification makes Detach disable the controller (CC.EN=0) instead of
+	// a normal shutdown notification (CC.SHN), as spdk_nvme_perf -N does.
+	NoShutdownNotification bool
 }
 
 func (o *Options) defaults() {
@@ -535,7 +538,11 @@ func (c *Controller) Detach() error {
 			firstErr = err
 		}
 	}
-	if c.Err() == nil {
+	if c.Err() == nil && c.opts.NoShutdownNotification {
+		if err := c.guard("disabling", c.disableWait); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	} else if c.Err() == nil {
 		if err := c.guard("shutting down", c.shutdown); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -562,6 +569,14 @@ func (c *Controller) shutdown() error {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// disableWait clears CC.EN and waits for CSTS.RDY to clear: a detach without a
+// shutdown notification.
+func (c *Controller) disableWait() error {
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+	return c.waitReadyOff()
 }
 
 func (c *Controller) disableQuietly() {
