@@ -355,6 +355,14 @@ func TestE2ERunResultsFlags(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(plots, "percentiles.svg")); err != nil || !strings.Contains(string(data), ">read<") {
 		t.Errorf("percentile plot: %v", err)
 	}
+	rr = runBinary(t, "report", "--output-format", "json", "--percentiles", "50,99.99", saved)
+	if rr.code != 0 {
+		t.Fatalf("report --output-format json: exit %d %s", rr.code, rr.stderr)
+	}
+	rd := loadOut(t, rr).Run
+	if ps := rd.Total.All.Latency.Percentiles; len(ps) != 2 || ps[1].Percent != 99.99 || ps[1].Value <= 0 || len(rd.Repetitions) != 3 {
+		t.Errorf("report --percentiles 50,99.99: %+v, %d repetitions", ps, len(rd.Repetitions))
+	}
 	if rr := runBinary(t, "report", "--output", saved, saved); rr.code != 2 || !strings.Contains(rr.stderr, "--output") {
 		t.Errorf("report --output onto its input: exit %d %q", rr.code, rr.stderr)
 	}
@@ -432,5 +440,26 @@ func TestE2ESweepInterruptKeepsFinishedPoints(t *testing.T) {
 	}
 	if r := s.Points[1].Result; r == nil || !r.Interrupted {
 		t.Errorf("the interrupted point: %+v", s.Points[1])
+	}
+}
+
+func TestE2ESweepCores(t *testing.T) {
+	if len(allowedCPUs()) < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	r := runBinary(t, "sweep", "-q", "4", "--cores", "1,2", "-o", "4k", "-w", "randread", "-t", "0.3", "-r", sim("nssize:16m"),
+		"--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	s := loadOut(t, r).Sweep
+	if len(s.Points) != 2 || len(s.Config.Workers) != 2 {
+		t.Fatalf("%d points, workers %v", len(s.Points), s.Config.Workers)
+	}
+	for i, p := range s.Points {
+		w := i + 1
+		if p.Params.Workers != w || p.Params.QPairs != w || len(p.Result.Config.Cores) != w || len(p.Result.Jobs) != w {
+			t.Errorf("point %d: params %+v, cores %v, %d jobs: want %d workers", i, p.Params, p.Result.Config.Cores, len(p.Result.Jobs), w)
+		}
 	}
 }
