@@ -456,8 +456,7 @@ func (s *sweepProgress) progress(i int) func(workload.Progress) {
 	started := time.Now()
 	if s.terminal {
 		return func(pr workload.Progress) {
-			fmt.Fprintf(s.a.stderr, "\r\033[K[point %d/%d %s] %.0f IOPS, sweep %s left",
-				i+1, len(s.points), sp.Params, pr.IOPS, s.left(i, time.Since(started)).Round(time.Second))
+			fmt.Fprint(s.a.stderr, "\r\033[K"+s.barLine(i, time.Since(started), pr))
 		}
 	}
 	if every := time.Duration(sp.app.results.statusInterval * float64(time.Second)); every > 0 {
@@ -471,6 +470,26 @@ func (s *sweepProgress) progress(i int) func(workload.Progress) {
 		}
 	}
 	return nil
+}
+
+// barLine is the live line on a terminal: a bar of the sweep's time, the point, its
+// parameters, its rate and the sweep's time left.
+func (s *sweepProgress) barLine(i int, inPoint time.Duration, pr workload.Progress) string {
+	left := s.left(i, inPoint)
+	var done time.Duration
+	for _, d := range s.done {
+		done += d
+	}
+	done += inPoint
+	const width = 20
+	filled := width
+	if total := done + left; total > 0 {
+		filled = int(float64(width) * float64(done) / float64(total))
+	}
+	filled = min(width, max(0, filled))
+	bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
+	return fmt.Sprintf("[%s] point %d/%d %s: %.0f IOPS, %s left",
+		bar, i+1, len(s.points), s.points[i].Params, pr.IOPS, left.Round(time.Second))
 }
 
 func (s *sweepProgress) clear() {
