@@ -178,6 +178,10 @@ func (a *app) repeatBench() error {
 	if p.format != "text" && p.format != "json" {
 		return usagef("--repeat %d with --output-format %s: want text or json", a.results.repeat, p.format)
 	}
+	// N runs must not end in an unwritable --output.
+	if err := checkOutputs([]outputPath{{flag: "--output", path: a.opts.outputFile}}, a.root.Flags().Args()); err != nil {
+		return err
+	}
 	ctx, stop := a.interruptible()
 	defer stop()
 	progress := a.runProgress()

@@ -366,7 +366,8 @@ func TestE2ERunResultsFlags(t *testing.T) {
 	if rr := runBinary(t, "report", "--output", saved, saved); rr.code != 2 || !strings.Contains(rr.stderr, "--output") {
 		t.Errorf("report --output onto its input: exit %d %q", rr.code, rr.stderr)
 	}
-	for _, bad := range [][]string{{"--repeat", "0"}, {"--percentiles", "50,101"}, {"--status-interval", "-1"}} {
+	for _, bad := range [][]string{{"--repeat", "0"}, {"--percentiles", "50,101"}, {"--status-interval", "-1"},
+		{"--output", filepath.Join(dir, "missing", "x.json"), "--repeat", "3"}} {
 		r := runBinary(t, append([]string{"-q", "1", "-o", "4k", "-w", "randread", "-t", "1", "-r", sim("")}, bad...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
 			t.Errorf("%v: exit %d %q", bad, r.code, r.stderr)
