@@ -68,9 +68,10 @@ func TestE2ESweepNANDShape(t *testing.T) {
 	}
 	t.Logf("IOPS %v, p99 %v ns", iops, p99)
 	const capIOPS = 400
-	// IOPS rises with depth (q=4 keeps both dies busy, q=1 at most one)...
-	if iops[1] < 1.3*iops[0] {
-		t.Errorf("IOPS at q=4 (%.0f) is not above q=1 (%.0f)", iops[1], iops[0])
+	// IOPS rises with depth (q=4 keeps both dies busy, q=1 at most one: ideally 400 vs
+	// 200; a scheduling stall can cost a 2 s point a third)...
+	if iops[1] < 1.2*iops[0] || iops[2] < 1.5*iops[0] {
+		t.Errorf("IOPS does not rise with depth: q=1 %.0f, q=4 %.0f, q=64 %.0f", iops[0], iops[1], iops[2])
 	}
 	// ...and saturates: 16 times the depth gives far less than 16 times the IOPS, and never
 	// more than the dies can serve.
@@ -193,12 +194,13 @@ func saveRun(t *testing.T, path string, args ...string) *report.Document {
 func TestE2ECompareExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	p := func(name string) string { return filepath.Join(dir, name) }
-	run := []string{"-q", "16", "-o", "4k", "-w", "randread", "-t", "2", "-r"}
-	// At q=16 the device is saturated: IOPS is set by the dies, not by the CPU, so two
-	// runs agree closely even on a loaded machine; the threshold still leaves room for
-	// scheduling noise, and a 3× slower read is far outside it. The p99 threshold is off:
-	// on a shared 2-core machine one stall of the simulator's thread (hundreds of ms)
-	// holds every queued I/O and decides the tail of a 2-second run.
+	// At q=16 the device is saturated: IOPS is set by the dies, not by the CPU. Still, on
+	// a shared 2-core machine one stall of the simulator's thread (hundreds of ms) can
+	// cost a short run a third of its I/Os and decides its latency tail. So each side is
+	// repeated 4 times and compare's Mann-Whitney U test tells a stall in one repetition
+	// (not significant) from a device 3× slower in all of them (p = 0.03); the IOPS
+	// threshold is loose and the p99 one off.
+	run := []string{"-q", "16", "-o", "4k", "-w", "randread", "-t", "1", "--repeat", "4", "-r"}
 	th := "--threshold=iops=-25%,mibps=-25%,p99=off"
 	saveRun(t, p("base.json"), append(run, slowNAND)...)
 	saveRun(t, p("same.json"), append(run, slowNAND)...)
@@ -444,23 +446,26 @@ func TestE2ESweepInterruptKeepsFinishedPoints(t *testing.T) {
 	}
 }
 
-func TestE2ESweepCores(t *testing.T) {
+func TestE2ESweepCoresAndRepeat(t *testing.T) {
 	if len(allowedCPUs()) < 2 {
 		t.Skip("needs 2 CPUs")
 	}
 	r := runBinary(t, "sweep", "-q", "4", "--cores", "1,2", "-o", "4k", "-w", "randread", "-t", "0.3", "-r", sim("nssize:16m"),
-		"--output-format", "json")
+		"--repeat", "2", "--output-format", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	s := loadOut(t, r).Sweep
-	if len(s.Points) != 2 || len(s.Config.Workers) != 2 {
+	if len(s.Points) != 2 || len(s.Config.Workers) != 2 || s.Config.Repeat != 2 {
 		t.Fatalf("%d points, workers %v", len(s.Points), s.Config.Workers)
 	}
 	for i, p := range s.Points {
 		w := i + 1
 		if p.Params.Workers != w || p.Params.QPairs != w || len(p.Result.Config.Cores) != w || len(p.Result.Jobs) != w {
 			t.Errorf("point %d: params %+v, cores %v, %d jobs: want %d workers", i, p.Params, p.Result.Config.Cores, len(p.Result.Jobs), w)
+		}
+		if len(p.Result.Repetitions) != 2 || p.Result.RepetitionStats["iops"].N != 2 {
+			t.Errorf("point %d: %d repetitions, stats %+v: want 2 (--repeat 2)", i, len(p.Result.Repetitions), p.Result.RepetitionStats["iops"])
 		}
 	}
 }
