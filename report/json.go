@@ -43,7 +43,12 @@ const (
 	timeLayoutRFC3339NS = "2006-01-02T15:04:05.000000000Z07:00"
 )
 
-// Percentiles reported in every stats block, as fio reports them by default.
+// DefaultPercentiles are reported in every stats block unless Meta.Percentiles chooses
+// others: fio's defaults, plus 99.999 and 99.9999 for the tail a drive's firmware shows.
+var DefaultPercentiles = []float64{1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 99.9999}
+
+// reportedPercentiles is fio's own default list, which the fio-format JSON keeps so that
+// fio tooling sees what fio would write.
 var reportedPercentiles = []float64{1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99}
 
 // Config is what the run was asked to do, the document's "config" block.
@@ -78,6 +83,8 @@ type Meta struct {
 	CommandLine []string
 	Host        Host
 	Config      Config
+	// Percentiles to report in every stats block; nil means DefaultPercentiles.
+	Percentiles []float64
 }
 
 // Host describes the machine that ran the benchmark.
@@ -111,6 +118,17 @@ type Document struct {
 	Total           Total           `json:"total"`
 	// Warnings are problems with the report itself (never with the device).
 	Warnings []string `json:"warnings,omitempty"`
+
+	// Repetitions (--repeat N): every repetition's totals with its histogram; the
+	// document's jobs and total are then all repetitions merged, and RepetitionStats
+	// holds the median and 95% confidence interval of each metric over them.
+	Repetitions     []Repetition        `json:"repetitions,omitempty"`
+	RepetitionStats map[string]Estimate `json:"repetition_stats,omitempty"`
+
+	// Merge (nvmeperf merge): how the sources were combined, and the sources' own
+	// documents unchanged.
+	Merge   *MergeInfo `json:"merge,omitempty"`
+	Sources []Document `json:"sources,omitempty"`
 }
 
 // HistogramFormat describes the encoded histograms.
@@ -322,9 +340,9 @@ func Build(meta Meta, res workload.Result, status string) Document {
 			DeviceName:     j.Target.Name,
 			Core:           j.Core,
 			QPairs:         j.QPairs,
-			Read:           d.stats(where+" read", s.read, res.Duration),
-			Write:          d.stats(where+" write", s.write, res.Duration),
-			All:            d.stats(where+" all", s.all, res.Duration),
+			Read:           d.stats(where+" read", s.read, res.Duration, meta.Percentiles),
+			Write:          d.stats(where+" write", s.write, res.Duration, meta.Percentiles),
+			All:            d.stats(where+" all", s.all, res.Duration, meta.Percentiles),
 			TransportStats: TransportStatsOf(j.Transport),
 		}
 		if v := j.Verify; meta.Config.Verify || v.Checked > 0 || v.Mismatched > 0 || v.Unwritten > 0 {
@@ -344,9 +362,9 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		d.Warnings = append(d.Warnings, droppedWarning("total", dropped))
 	}
 	d.Total = Total{
-		Read:  d.stats("total read", r, res.Duration),
-		Write: d.stats("total write", w, res.Duration),
-		All:   d.stats("total all", a, res.Duration),
+		Read:  d.stats("total read", r, res.Duration, meta.Percentiles),
+		Write: d.stats("total write", w, res.Duration, meta.Percentiles),
+		All:   d.stats("total all", a, res.Duration, meta.Percentiles),
 	}
 	if anyVerify {
 		d.Total.Verify = &totalVerify
@@ -407,7 +425,7 @@ func deviceOf(t target.Info) Device {
 
 // stats fills one stats block; an encoding failure leaves the histogram empty and is
 // recorded as a warning, since Build has no error to return.
-func (d *Document) stats(where string, s side, dur time.Duration) Stats {
+func (d *Document) stats(where string, s side, dur time.Duration, percentiles []float64) Stats {
 	enc, err := encodeHistogram(s.hist)
 	if err != nil {
 		d.Warnings = append(d.Warnings, fmt.Sprintf("%s: %v", where, err))
@@ -418,21 +436,24 @@ func (d *Document) stats(where string, s side, dur time.Duration) Stats {
 		IOPS:      round3(s.iops(dur)),
 		MiBps:     round3(s.mibps(dur)),
 		Errors:    s.errors,
-		Latency:   latencyOf(s),
+		Latency:   latencyOf(s, percentiles),
 		Histogram: enc,
 	}
 }
 
-func latencyOf(s side) Latency {
+func latencyOf(s side, percentiles []float64) Latency {
+	if percentiles == nil {
+		percentiles = DefaultPercentiles
+	}
 	l := Latency{
 		Min:         s.minNS(),
 		Max:         s.maxNS(),
 		Mean:        round3(s.meanNS()),
 		StdDev:      round3(s.stddevNS()),
-		Percentiles: make(Percentiles, len(reportedPercentiles)),
+		Percentiles: make(Percentiles, len(percentiles)),
 	}
 	empty := s.hist.TotalCount() == 0
-	for i, p := range reportedPercentiles {
+	for i, p := range percentiles {
 		l.Percentiles[i].Percent = p
 		if !empty {
 			l.Percentiles[i].Value = s.hist.ValueAtPercentile(p)
@@ -462,7 +483,9 @@ func DecodeHistogram(b64 string) (*hdrhistogram.Histogram, error) {
 }
 
 // WriteJSON writes d as one indented JSON document followed by a newline.
-func WriteJSON(w io.Writer, d Document) error {
+func WriteJSON(w io.Writer, d Document) error { return writeIndented(w, d) }
+
+func writeIndented(w io.Writer, d any) error {
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return fmt.Errorf("report: encode JSON: %w", err)

@@ -50,7 +50,7 @@ func TestJSONGolden(t *testing.T) {
 // percentileKeys are the fio-style keys every stats block must carry.
 var percentileKeys = []string{"1.000000", "5.000000", "10.000000", "20.000000", "30.000000", "40.000000",
 	"50.000000", "60.000000", "70.000000", "80.000000", "90.000000", "95.000000", "99.000000", "99.500000",
-	"99.900000", "99.950000", "99.990000"}
+	"99.900000", "99.950000", "99.990000", "99.999000", "99.999900"}
 
 func decodeMap(t *testing.T, d Document) map[string]any {
 	t.Helper()
@@ -243,7 +243,7 @@ func TestJSONHistogramsRoundTrip(t *testing.T) {
 			t.Errorf("%s: count/min/max %d/%d/%d, want %d/%d/%d", name,
 				got.TotalCount(), got.Min(), got.Max(), want.TotalCount(), want.Min(), want.Max())
 		}
-		for _, p := range reportedPercentiles {
+		for _, p := range DefaultPercentiles {
 			if got.ValueAtPercentile(p) != want.ValueAtPercentile(p) {
 				t.Errorf("%s: p%v %d, want %d", name, p, got.ValueAtPercentile(p), want.ValueAtPercentile(p))
 			}

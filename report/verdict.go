@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/nvmeperf/nvmeperf/workload"
@@ -114,4 +115,23 @@ func (v Verdict) OneLine() string {
 		s += ": " + v.Error
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// judgedIOErrors matches the reasons Judge writes itself for I/O errors counted in the
+// jobs (as opposed to an error the run returned).
+var judgedIOErrors = regexp.MustCompile(`^(\d+ I/Os failed( \(counted with -Q, \d+ completed\))?|every I/O failed \(\d+ errors, 0 completed\))$`)
+
+// judgedOnly reports whether a saved document's error is Judge's own reading of the
+// numbers, not an error the run returned, so a loaded run renders as the live one did.
+func judgedOnly(status, why string) bool {
+	switch {
+	case status == StatusIOErrors:
+		return judgedIOErrors.MatchString(why)
+	case strings.HasPrefix(status, StatusError+": "):
+		return false
+	case strings.HasPrefix(status, StatusDeviceFailed):
+		return false
+	}
+	// verify_failed, verify_unchecked, interrupted, ok: the reason comes from Judge.
+	return true
 }

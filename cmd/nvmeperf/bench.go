@@ -33,7 +33,7 @@ import (
 // and checked before any target; targets are opened before any I/O; a signal at any
 // of these phases still ends in a report with status interrupted.
 func (a *app) bench(_ *cobra.Command, args []string) error {
-	ctx, stop := a.interruptible()
+	ctx, stop := a.runContext() // a sweep's or --repeat's context, else one that signals cancel
 	defer stop()
 
 	if err := a.compatBefore(); err != nil {
@@ -113,6 +113,11 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}
 	if isTerminal(a.stderr) && !a.opts.quiet {
 		cfg.Progress = a.progressLine
+	} else if a.results.statusInterval > 0 && !a.opts.quiet {
+		cfg.Progress = a.statusLines()
+	}
+	if h := a.results.hooks; h != nil {
+		cfg.Progress = h.progress
 	}
 	finish, err := a.compatTargets(p, targets, &cfg)
 	if err != nil {
@@ -131,7 +136,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if ran {
 		finish(res)
 	}
-	if cfg.Progress != nil {
+	if cfg.Progress != nil && isTerminal(a.stderr) {
 		fmt.Fprint(a.stderr, "\r\033[K")
 	}
 	v := report.Judge(report.Facts{
@@ -159,6 +164,7 @@ func (a *app) meta(p *plan) report.Meta {
 			Doorbell: c.Doorbell.String(), DoorbellN: c.DoorbellN, Verify: c.Verify != workload.VerifyOff,
 			Labels: p.labels,
 		},
+		Percentiles: a.results.percents,
 	}
 }
 
@@ -173,6 +179,12 @@ func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, v repo
 func (a *app) writeReportTo(meta report.Meta, p *plan, res workload.Result, v report.Verdict, announce bool) error {
 	w := a.reportWriter()
 	var err error
+	if h := a.results.hooks; h != nil {
+		// A sweep point or a --repeat repetition: the caller keeps the document.
+		h.capture(report.BuildVerdict(meta, res, v))
+		a.reportWritten = true
+		return nil
+	}
 	if p.format == "json" {
 		err = report.WriteJSON(w, report.BuildVerdict(meta, res, v))
 	} else if p.format == "fio-json" {

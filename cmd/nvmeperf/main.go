@@ -90,6 +90,9 @@ type app struct {
 	phaseHook func(phase string)
 	// probe lists local NVMe controllers; tests replace it.
 	probe func() ([]pcie.Controller, error)
+
+	// results holds --repeat, --status-interval and --percentiles (results.go).
+	results resultsOptions
 }
 
 func newApp(args []string, stdout, stderr io.Writer) *app {
@@ -140,6 +143,12 @@ built-in simulated controller when the machine has no NVMe at all.`,
 		// Arguments are kernel devices and files, not subcommands.
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.results.check(); err != nil {
+				return err
+			}
+			if a.results.repeat > 1 {
+				return a.repeatBench()
+			}
 			return a.bench(cmd, args)
 		},
 	}
@@ -178,8 +187,10 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.StringArrayVar(&o.labels, "label", nil, "key=value recorded in the JSON config (repeatable), e.g. --label ci_job=42")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress line or notices on stderr")
 	a.registerCompatFlags(f)
+	a.addResultsFlags(f)
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
+	root.AddCommand(a.sweepCommand(), a.compareCommand(), a.mergeCommand(), a.reportCommand())
 	a.addCLIManners(root)
 	a.root = root
 	return root

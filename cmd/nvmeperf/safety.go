@@ -127,6 +127,22 @@ func (a *app) openOutput() error {
 	return nil
 }
 
+// output opens --output through the write guard for the subcommands that write one
+// document at the end (sweep, merge, report, a --repeat run); stdout when none.
+func (a *app) output() (io.Writer, func() error, error) {
+	if a.opts.outputFile == "" {
+		return a.stdout, func() error { return nil }, nil
+	}
+	if a.guard == nil {
+		a.guard = &blockdev.Guard{}
+	}
+	f, _, err := a.openGuarded("--output", a.opts.outputFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
 // openGuarded opens a file flag's path under --output's rules (exit 2 naming the flag
 // when refused or unwritable).
 func (a *app) openGuarded(flag, path string) (*os.File, bool, error) {
