@@ -270,7 +270,7 @@ func ParsePDU(b []byte, d Digests, maxData int, h *Header) (data []byte, n int, 
 
 // SQEData describes where a command's data comes from, from its SGL descriptor.
 type SQEData struct {
-	Length   uint32
+	Length    uint32
 	InCapsule bool // the data is in the command capsule (SGL data block, offset subtype)
 }
 

@@ -142,12 +142,12 @@ var _ [ICRespSize]byte = [unsafe.Sizeof(ICResp{})]byte{}
 
 // Fatal error status of a TermReq (TCP 1.0, sections 3.6.2.4 and 3.6.2.5).
 const (
-	FESInvalidHeaderField     = 0x01
-	FESPDUSequenceError       = 0x02
-	FESHeaderDigestError      = 0x03
-	FESDataOutOfRange         = 0x04
-	FESLimitExceeded          = 0x05 // C2HTermReq: R2T limit exceeded; H2CTermReq: data transfer limit exceeded
-	FESUnsupportedParameter   = 0x06
+	FESInvalidHeaderField   = 0x01
+	FESPDUSequenceError     = 0x02
+	FESHeaderDigestError    = 0x03
+	FESDataOutOfRange       = 0x04
+	FESLimitExceeded        = 0x05 // C2HTermReq: R2T limit exceeded; H2CTermReq: data transfer limit exceeded
+	FESUnsupportedParameter = 0x06
 )
 
 // TermReq is the H2CTermReq and C2HTermReq PDU header (TCP 1.0, sections 3.6.2.4 and
