@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
@@ -65,11 +66,14 @@ type executor struct {
 	outstanding int
 	completed   uint64
 	deviceErr   error
-	badHeader   []byte // the PDU header a protocol error was found in, for the TermReq
+	inflight    atomic.Int32 // commands received and not yet answered
+	badHeader   []byte       // the PDU header a protocol error was found in, for the TermReq
 }
 
 func (c *conn) runIO() error {
-	n := c.sqsize
+	// A slot is freed once its answer is written, but the host may reuse the queue
+	// entry as soon as it reads the answer: twice the queue's entries cover both.
+	n := 2 * c.sqsize
 	e := &executor{c: c, slots: make([]ioSlot, n), free: make(chan uint16, n),
 		events: make(chan ioEvent, 2*n+2), toFree: make([]uint16, 0, n)}
 	for i := range n {
@@ -77,7 +81,7 @@ func (c *conn) runIO() error {
 	}
 	defer e.closeBackends()
 	for i, t := range c.s.cfg.Namespaces {
-		q, err := t.OpenQueue(target.QueueConfig{Depth: n, IOSize: c.s.mdts, Handler: e})
+		q, err := t.OpenQueue(target.QueueConfig{Depth: c.sqsize, Buffers: n, IOSize: c.s.mdts, Handler: e})
 		if err != nil {
 			return fmt.Errorf("serve: I/O queue %d: opening namespace %d's backend queue: %w", c.qid, i+1, err)
 		}
@@ -227,6 +231,7 @@ func (e *executor) finish(i int, st spec.Status) {
 		c.respond(&cpl)
 	}
 	e.completed++
+	e.inflight.Add(-1)
 	e.toFree = append(e.toFree, uint16(i))
 }
 
@@ -283,11 +288,14 @@ func (c *conn) ioRead(e *executor) error {
 		switch h.CH.Type {
 		case nvmetcp.TypeCapsuleCmd:
 			var i uint16
+			if int(e.inflight.Add(1)) > c.sqsize {
+				return &nvmetcp.ProtocolError{FES: nvmetcp.FESPDUSequenceError,
+					Msg: fmt.Sprintf("more commands outstanding than the queue's %d entries", c.sqsize)}
+			}
 			select {
 			case i = <-e.free:
-			default:
-				return &nvmetcp.ProtocolError{FES: nvmetcp.FESPDUSequenceError,
-					Msg: fmt.Sprintf("more commands outstanding than the queue's %d entries", n)}
+			default: // cannot happen: see runIO
+				return &nvmetcp.ProtocolError{FES: nvmetcp.FESPDUSequenceError, Msg: "no free command slot"}
 			}
 			s := &e.slots[i]
 			c.decodeIO(e, i, &h.CapsuleCmd.SQE)

@@ -1,0 +1,523 @@
+package serve_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nvmeperf/nvmeperf/driver"
+	"github.com/nvmeperf/nvmeperf/driver/nvmetcp"
+	"github.com/nvmeperf/nvmeperf/driver/spec"
+	"github.com/nvmeperf/nvmeperf/driver/target"
+	"github.com/nvmeperf/nvmeperf/serve"
+)
+
+func memConfig(size int) serve.Config {
+	return serve.Config{Namespaces: []target.Target{newMemTarget(size, 512)}}
+}
+
+func TestBringUpAndIdentify(t *testing.T) {
+	s, addr := startServer(t, serve.Config{
+		Namespaces:    []target.Target{newMemTarget(1<<20, 512), newMemTarget(2<<20, 4096)},
+		InCapsuleData: 4096,
+	})
+	h := dialHost(t, addr, nvmetcp.Digests{})
+	cpl := h.connect(0, 32, spec.ControllerIDDynamic, serve.DefaultNQN, 0)
+	if !cpl.StatusField().OK() {
+		t.Fatalf("Connect: %s", cpl.StatusField())
+	}
+	cntlid := uint16(cpl.DW0)
+	if cntlid == 0 || cntlid >= 0xFFF0 {
+		t.Fatalf("allocated CNTLID %#x", cntlid)
+	}
+	capv, st := h.propGet(spec.RegCAP, true)
+	if !st.OK() {
+		t.Fatal(st)
+	}
+	if c := spec.CAP(capv); c.MQES() != serve.DefaultQueueSize-1 || c.TO() == 0 || c.CSS()&1 == 0 {
+		t.Fatalf("CAP %s", c)
+	}
+	if vs, _ := h.propGet(spec.RegVS, false); spec.VS(vs).String() != "1.3.0" {
+		t.Fatalf("VS %s", spec.VS(vs))
+	}
+	if csts, _ := h.propGet(spec.RegCSTS, false); spec.CSTS(csts).RDY() {
+		t.Fatal("CSTS.RDY before CC.EN")
+	}
+	// Identify before enabling is a command sequence error.
+	if _, st := h.identify(spec.CNSController, 0); st.SC() != spec.SCCommandSequenceError {
+		t.Fatalf("Identify before enable: %s", st)
+	}
+	h.enable()
+	if v, _ := h.propGet(spec.RegCC, false); !spec.CC(v).EN() {
+		t.Fatalf("CC reads back %s", spec.CC(v))
+	}
+	id, st := h.identify(spec.CNSController, 0)
+	if !st.OK() {
+		t.Fatal(st)
+	}
+	if got := le16(id, 78); got != cntlid {
+		t.Errorf("Identify CNTLID %d, Connect said %d", got, cntlid)
+	}
+	if got := le32(id, spec.IdentifyOffsetIOCCSZ); got != (64+4096)/16 {
+		t.Errorf("IOCCSZ %d", got)
+	}
+	if got := le32(id, spec.IdentifyOffsetIORCSZ); got != 1 {
+		t.Errorf("IORCSZ %d", got)
+	}
+	if got := le16(id, spec.IdentifyOffsetICDOFF); got != 0 {
+		t.Errorf("ICDOFF %d", got)
+	}
+	if got := le32(id, 536); got&3 != 1 || got&(1<<20) == 0 {
+		t.Errorf("SGLS %#x: want SGLs and in-capsule offsets", got)
+	}
+	if got := le16(id, 514); got != serve.DefaultQueueSize {
+		t.Errorf("MAXCMD %d", got)
+	}
+	if got := le32(id, 516); got != 2 {
+		t.Errorf("NN %d", got)
+	}
+	if got := id[spec.IdentifyOffsetCNTRLTYPE]; got != spec.ControllerTypeIO {
+		t.Errorf("CNTRLTYPE %d", got)
+	}
+	if got := 4096 << id[77]; got != s.MaxTransfer() {
+		t.Errorf("MDTS gives %d bytes, server says %d", got, s.MaxTransfer())
+	}
+	if got := string(bytes.TrimRight(id[768:1024], "\x00")); got != serve.DefaultNQN {
+		t.Errorf("SUBNQN %q", got)
+	}
+	ns, st := h.identify(spec.CNSNamespace, 2)
+	if !st.OK() {
+		t.Fatal(st)
+	}
+	if nsze := binary.LittleEndian.Uint64(ns); nsze != (2<<20)/4096 {
+		t.Errorf("NSID 2 NSZE %d", nsze)
+	}
+	if lbads := ns[130]; lbads != 12 {
+		t.Errorf("NSID 2 LBADS %d", lbads)
+	}
+	list, _ := h.identify(spec.CNSActiveNamespaces, 0)
+	if le32(list, 0) != 1 || le32(list, 4) != 2 || le32(list, 8) != 0 {
+		t.Errorf("active namespace list % x", list[:12])
+	}
+	if _, st := h.identify(spec.CNSNamespace, 3); st.SC() != spec.SCInvalidNamespaceOrFormat {
+		t.Errorf("Identify NSID 3: %s", st)
+	}
+	if n := h.setQueues(1000); n != serve.DefaultMaxIOQueues {
+		t.Errorf("granted %d I/O queues, want the cap %d", n, serve.DefaultMaxIOQueues)
+	}
+	ka := &hcmd{}
+	ka.sqe.SetOpcodeCID(uint8(spec.AdminKeepAlive), 0)
+	h.run(ka)
+	if !status(ka).OK() {
+		t.Errorf("Keep Alive: %s", status(ka))
+	}
+	// Shutdown completes.
+	ccv, _ := h.propGet(spec.RegCC, false)
+	h.propSet(spec.RegCC, ccv|uint64(spec.CCShutdownNormal)<<14)
+	if csts, _ := h.propGet(spec.RegCSTS, false); spec.CSTS(csts).SHST() != spec.ShutdownStatusComplete {
+		t.Errorf("after shutdown CSTS %s", spec.CSTS(csts))
+	}
+}
+
+// TestWriteReadBack writes with in-capsule data, with R2T/H2CData in several chunks
+// (larger than MAXH2CDATA), reads everything back through C2HData and compares, with
+// each combination of digests and of the SUCCESS-flag shortcut.
+func TestWriteReadBack(t *testing.T) {
+	for _, d := range []nvmetcp.Digests{{}, {Header: true}, {Data: true}, {Header: true, Data: true}} {
+		for _, sqflowOff := range []bool{false, true} {
+			t.Run(fmt.Sprintf("hdgst=%t,ddgst=%t,sqflow-off=%t", d.Header, d.Data, sqflowOff), func(t *testing.T) {
+				_, addr := startServer(t, serve.Config{Namespaces: []target.Target{newMemTarget(4<<20, 512)},
+					MaxH2CData: 8192, InCapsuleData: 4096, MaxTransfer: 64 << 10, CPDA: 3})
+				admin, cntlid := adminController(t, addr, serve.DefaultNQN, d)
+				admin.setQueues(2)
+				var cattr uint8
+				if sqflowOff {
+					cattr = spec.ConnectDisableSQFlowCtrl
+				}
+				q := ioQueue(t, addr, cntlid, 1, 64, d, cattr)
+				q.inCapsule = 4096
+				rng := rand.New(rand.NewPCG(1, 2))
+				// Sizes: in-capsule (512, 4096), R2T in one chunk (8192), several
+				// chunks (64 KiB = MDTS, 8 H2CData PDUs).
+				sizes := []int{512, 4096, 4608, 8192, 64 << 10, 12 << 10}
+				var writes, reads []*hcmd
+				lba := uint64(0)
+				for i := 0; i < 40; i++ {
+					n := sizes[i%len(sizes)]
+					data := make([]byte, n)
+					for j := range data {
+						data[j] = byte(rng.Uint32())
+					}
+					writes = append(writes, rw(spec.IOWrite, 1, lba, uint32(n/512), data))
+					reads = append(reads, rw(spec.IORead, 1, lba, uint32(n/512), make([]byte, n)))
+					lba += uint64(n / 512)
+				}
+				q.run(writes...) // 40 commands in flight on a 64-entry queue
+				for i, w := range writes {
+					if !status(w).OK() {
+						t.Fatalf("write %d: %s", i, status(w))
+					}
+				}
+				q.run(reads...)
+				for i, r := range reads {
+					if !status(r).OK() {
+						t.Fatalf("read %d: %s", i, status(r))
+					}
+					if !bytes.Equal(r.read, writes[i].write) {
+						t.Fatalf("read %d (%d bytes at LBA %d) differs from what was written", i, len(r.read), r.sqe.SLBA())
+					}
+				}
+				if sqflowOff && q.successSeen != len(reads) {
+					t.Errorf("SUCCESS flag on %d of %d reads with SQ flow control disabled", q.successSeen, len(reads))
+				}
+				if !sqflowOff && q.successSeen != 0 {
+					t.Errorf("SUCCESS flag used %d times with SQ flow control on", q.successSeen)
+				}
+				fl := &hcmd{}
+				fl.sqe.SetOpcodeCID(uint8(spec.IOFlush), 0)
+				fl.sqe.NSID = 1
+				q.run(fl)
+				if !status(fl).OK() {
+					t.Errorf("Flush: %s", status(fl))
+				}
+			})
+		}
+	}
+}
+
+func TestIOErrors(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+	admin.setQueues(1)
+	q := ioQueue(t, addr, cntlid, 1, 16, nvmetcp.Digests{}, 0)
+	blocks := uint64(1<<20) / 512
+	cases := []struct {
+		name string
+		c    *hcmd
+		sct  spec.StatusCodeType
+		sc   uint8
+	}{
+		{"beyond the end", rw(spec.IORead, 1, blocks-1, 2, make([]byte, 1024)), spec.SCTGeneric, spec.SCLBAOutOfRange},
+		{"write beyond the end", rw(spec.IOWrite, 1, blocks, 1, make([]byte, 512)), spec.SCTGeneric, spec.SCLBAOutOfRange},
+		{"no such namespace", rw(spec.IORead, 2, 0, 1, make([]byte, 512)), spec.SCTGeneric, spec.SCInvalidNamespaceOrFormat},
+		{"SGL shorter than NLB", rw(spec.IORead, 1, 0, 2, make([]byte, 512)), spec.SCTGeneric, spec.SCDataSGLLengthInvalid},
+		{"above MDTS", rw(spec.IORead, 1, 0, 512, make([]byte, 256<<10)), spec.SCTGeneric, spec.SCInvalidField},
+	}
+	for _, tc := range cases {
+		q.run(tc.c)
+		if st := status(tc.c); st.SCT() != tc.sct || st.SC() != tc.sc {
+			t.Errorf("%s: status %s, want sct %d sc %#x", tc.name, st, tc.sct, tc.sc)
+		}
+	}
+	bad := &hcmd{}
+	bad.sqe.SetOpcodeCID(0x7E, 0)
+	bad.sqe.NSID = 1
+	q.run(bad)
+	if st := status(bad); st.SC() != spec.SCInvalidOpcode {
+		t.Errorf("unknown opcode: %s", st)
+	}
+	// The queue still works after the failures.
+	w := rw(spec.IOWrite, 1, 7, 1, bytes.Repeat([]byte{0xA5}, 512))
+	r := rw(spec.IORead, 1, 7, 1, make([]byte, 512))
+	q.run(w)
+	q.run(r)
+	if !bytes.Equal(r.read, w.write) {
+		t.Error("read back after errors differs")
+	}
+}
+
+func TestConnectRefusals(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	h := dialHost(t, addr, nvmetcp.Digests{})
+	if cpl := h.connect(0, 32, spec.ControllerIDDynamic, "nqn.2026-01.io.example:other", 0); cpl.StatusField().SC() != spec.SCConnectInvalidParameters {
+		t.Errorf("Connect to an unknown NQN: %s", cpl.StatusField())
+	} else if cpl.DW0 != spec.ConnectInvalidParameter(true, 256) {
+		t.Errorf("IATTR/IPO %#x, want the SUBNQN field", cpl.DW0)
+	}
+	admin := dialHost(t, addr, nvmetcp.Digests{})
+	cpl := admin.connect(0, 32, spec.ControllerIDDynamic, serve.DefaultNQN, 0)
+	cntlid := uint16(cpl.DW0)
+	// I/O queue before the controller is enabled.
+	h2 := dialHost(t, addr, nvmetcp.Digests{})
+	if cpl := h2.connect(1, 16, cntlid, serve.DefaultNQN, 0); cpl.StatusField().SC() != spec.SCCommandSequenceError {
+		t.Errorf("I/O Connect before enable: %s", cpl.StatusField())
+	}
+	admin.enable()
+	admin.setQueues(1)
+	h3 := dialHost(t, addr, nvmetcp.Digests{})
+	if cpl := h3.connect(2, 16, cntlid, serve.DefaultNQN, 0); cpl.StatusField().SC() != spec.SCConnectInvalidParameters {
+		t.Errorf("I/O Connect to queue 2 of 1: %s", cpl.StatusField())
+	}
+	h4 := dialHost(t, addr, nvmetcp.Digests{})
+	if cpl := h4.connect(1, 16, cntlid+100, serve.DefaultNQN, 0); cpl.StatusField().SC() != spec.SCConnectInvalidParameters {
+		t.Errorf("I/O Connect to an unknown controller: %s", cpl.StatusField())
+	}
+	h5 := dialHost(t, addr, nvmetcp.Digests{})
+	h5.hostNQN = "nqn.2014-08.org.nvmexpress:uuid:someone-else"
+	if cpl := h5.connect(1, 16, cntlid, serve.DefaultNQN, 0); cpl.StatusField().SC() != spec.SCConnectInvalidParameters {
+		t.Errorf("I/O Connect from another host: %s", cpl.StatusField())
+	}
+	h6 := dialHost(t, addr, nvmetcp.Digests{})
+	if cpl := h6.connect(1, 1024, cntlid, serve.DefaultNQN, 0); cpl.StatusField().SC() != spec.SCConnectInvalidParameters {
+		t.Errorf("I/O Connect with 1024 entries (MQES 127): %s", cpl.StatusField())
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	h, _ := adminController(t, addr, spec.DiscoveryNQN, nvmetcp.Digests{})
+	id, st := h.identify(spec.CNSController, 0)
+	if !st.OK() {
+		t.Fatal(st)
+	}
+	if id[spec.IdentifyOffsetCNTRLTYPE] != spec.ControllerTypeDiscovery {
+		t.Errorf("CNTRLTYPE %d, want discovery", id[spec.IdentifyOffsetCNTRLTYPE])
+	}
+	if got := string(bytes.TrimRight(id[768:1024], "\x00")); got != spec.DiscoveryNQN {
+		t.Errorf("SUBNQN %q", got)
+	}
+	c := &hcmd{read: make([]byte, 4096)}
+	c.sqe.SetOpcodeCID(uint8(spec.AdminGetLogPage), 0)
+	c.sqe.CDW10 = spec.LogDiscovery | (4096/4-1)<<16
+	h.run(c)
+	if !status(c).OK() {
+		t.Fatalf("Get Log Page discovery: %s", status(c))
+	}
+	var hdr spec.DiscoveryLogHeader
+	hdr.Unmarshal(c.read)
+	if hdr.NUMREC != 1 {
+		t.Fatalf("NUMREC %d", hdr.NUMREC)
+	}
+	var e spec.DiscoveryLogEntry
+	e.Unmarshal(c.read[spec.DiscoveryLogHeaderSize:])
+	if e.SubsystemNQN() != serve.DefaultNQN || e.TRTYPE != spec.TransportTCP || e.SUBTYPE != spec.SubsystemTypeNVM {
+		t.Errorf("entry %q trtype %d subtype %d", e.SubsystemNQN(), e.TRTYPE, e.SUBTYPE)
+	}
+	if got := e.Address() + ":" + e.ServiceID(); got != addr {
+		t.Errorf("entry address %s, want %s", got, addr)
+	}
+	// A discovery controller has no I/O queues or namespaces.
+	if _, st := h.identify(spec.CNSNamespace, 1); st.OK() {
+		t.Error("Identify Namespace on the discovery controller succeeded")
+	}
+}
+
+// TestMalformedPDUs: a peer that breaks the protocol gets a C2HTermReq and a closed
+// connection, never a crash; the server keeps serving others.
+func TestMalformedPDUs(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	t.Run("unknown type before ICReq", func(t *testing.T) {
+		h := dialHost(t, addr, nvmetcp.Digests{}) // a valid ICReq first…
+		raw := []byte{0x42, 0, 8, 0, 8, 0, 0, 0}
+		h.w.Raw(raw) // …then garbage
+		h.w.Flush()
+		expectTermReq(t, h, nvmetcp.FESInvalidHeaderField)
+	})
+	t.Run("no ICReq", func(t *testing.T) {
+		h := &testHost{t: t}
+		nc := dialRaw(t, addr)
+		h.nc, h.r, h.w = nc, nvmetcp.NewReader(nc, 4096, 1<<20), nvmetcp.NewWriter(nc, 4096)
+		var sqe spec.Command
+		h.w.CapsuleCmd(&sqe, nil)
+		h.w.Flush()
+		expectTermReq(t, h, nvmetcp.FESPDUSequenceError)
+	})
+	t.Run("bad header digest", func(t *testing.T) {
+		h := dialHost(t, addr, nvmetcp.Digests{Header: true})
+		// A CapsuleResp-sized CapsuleCmd header with a wrong digest.
+		b := make([]byte, nvmetcp.CapsuleCmdSize+4)
+		b[0], b[1], b[2] = byte(nvmetcp.TypeCapsuleCmd), nvmetcp.FlagHDGST, nvmetcp.CapsuleCmdSize
+		binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+		binary.LittleEndian.PutUint32(b[nvmetcp.CapsuleCmdSize:], 0xDEADBEEF)
+		h.w.Raw(b)
+		h.w.Flush()
+		expectTermReq(t, h, nvmetcp.FESHeaderDigestError)
+	})
+	t.Run("H2CData without R2T", func(t *testing.T) {
+		admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+		admin.setQueues(1)
+		q := ioQueue(t, addr, cntlid, 1, 16, nvmetcp.Digests{}, 0)
+		q.w.H2CData(7, 3, 0, make([]byte, 512), true)
+		q.w.Flush()
+		expectTermReq(t, q, nvmetcp.FESInvalidHeaderField)
+		// The admin queue and the server are unaffected.
+		if _, st := admin.identify(spec.CNSController, 0); !st.OK() {
+			t.Errorf("admin queue after the I/O queue's TermReq: %s", st)
+		}
+	})
+	t.Run("too many commands", func(t *testing.T) {
+		admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+		admin.setQueues(1)
+		q := ioQueue(t, addr, cntlid, 1, 2, nvmetcp.Digests{}, 0)
+		// Writes waiting for R2T data hold their slots; a third command overflows
+		// the 2-entry queue.
+		for i := 0; i < 3; i++ {
+			c := rw(spec.IOWrite, 1, 0, 32, nil)
+			c.sqe.SetCID(uint16(i))
+			nvmetcp.SetCommandData(&c.sqe, 32*512, false)
+			q.w.CapsuleCmd(&c.sqe, nil)
+		}
+		q.w.Flush()
+		for {
+			ph, err := q.r.Next()
+			if err != nil {
+				t.Fatalf("want a TermReq, got %v", err)
+			}
+			if ph.CH.Type == nvmetcp.TypeC2HTermReq {
+				if ph.TermReq.FES != nvmetcp.FESPDUSequenceError {
+					t.Fatalf("FES %#x", ph.TermReq.FES)
+				}
+				break
+			}
+			if ph.CH.Type != nvmetcp.TypeR2T {
+				t.Fatalf("unexpected %s", ph.CH.Type)
+			}
+		}
+	})
+	// Still serving.
+	h, _ := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+	if _, st := h.identify(spec.CNSController, 0); !st.OK() {
+		t.Fatalf("after malformed peers: %s", st)
+	}
+}
+
+// TestManyHostsAndQueues runs four hosts with two I/O queues each at once, each queue
+// writing and verifying its own region.
+func TestManyHostsAndQueues(t *testing.T) {
+	_, addr := startServer(t, memConfig(8<<20))
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for host := 0; host < 4; host++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ft := &fatalCatcher{TB: t}
+			defer func() {
+				if r := recover(); r != nil && r != errFatal {
+					panic(r)
+				}
+				if ft.err != nil {
+					errs <- ft.err
+				}
+			}()
+			admin, cntlid := adminController(ft, addr, serve.DefaultNQN, nvmetcp.Digests{Data: host%2 == 0})
+			admin.setQueues(2)
+			var qwg sync.WaitGroup
+			for qid := uint16(1); qid <= 2; qid++ {
+				q := ioQueue(ft, addr, cntlid, qid, 32, nvmetcp.Digests{Data: host%2 == 0}, 0)
+				qwg.Add(1)
+				go func() {
+					defer qwg.Done()
+					base := uint64(host*2+int(qid-1)) * 2048 // 1 MiB per queue
+					var ws, rs []*hcmd
+					for i := 0; i < 16; i++ {
+						d := bytes.Repeat([]byte{byte(host), byte(qid), byte(i)}, 16<<10/3+1)[:16<<10]
+						ws = append(ws, rw(spec.IOWrite, 1, base+uint64(i*32), 32, d))
+						rs = append(rs, rw(spec.IORead, 1, base+uint64(i*32), 32, make([]byte, 16<<10)))
+					}
+					if err := q.tryRun(ws...); err != nil {
+						errs <- err
+						return
+					}
+					if err := q.tryRun(rs...); err != nil {
+						errs <- err
+						return
+					}
+					for i := range rs {
+						if !bytes.Equal(rs[i].read, ws[i].write) {
+							errs <- fmt.Errorf("host %d queue %d: read %d differs", host, qid, i)
+							return
+						}
+					}
+				}()
+			}
+			qwg.Wait()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestSimBackend serves a simulated controller opened through the driver, so I/O goes
+// through its queue pairs — and its fault keys reach the host as NVMe statuses.
+func TestSimBackend(t *testing.T) {
+	targets, ctrl, err := driver.OpenTRID("trtype:sim nssize:16m mdts:4 faillba:100-101 failstatus:read-error", driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctrl.Close() })
+	s, addr := startServer(t, serve.Config{Namespaces: targets})
+	if s.MaxTransfer() != 64<<10 {
+		t.Errorf("MDTS %d: want the sim's 64 KiB", s.MaxTransfer())
+	}
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{Header: true, Data: true})
+	admin.setQueues(1)
+	q := ioQueue(t, addr, cntlid, 1, 32, nvmetcp.Digests{Header: true, Data: true}, 0)
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	w := rw(spec.IOWrite, 1, 0, 16, data)
+	r := rw(spec.IORead, 1, 0, 16, make([]byte, len(data)))
+	q.run(w)
+	q.run(r)
+	if !status(w).OK() || !status(r).OK() || !bytes.Equal(r.read, data) {
+		t.Fatalf("write %s, read %s, equal %t", status(w), status(r), bytes.Equal(r.read, data))
+	}
+	bad := rw(spec.IORead, 1, 100, 1, make([]byte, 4096))
+	q.run(bad)
+	if st := status(bad); st.SCT() != spec.SCTMediaDataIntegrity || st.SC() != spec.SCUnrecoveredReadError {
+		t.Errorf("read of a failing LBA: %s, want the sim's unrecovered read error", st)
+	}
+}
+
+func TestKeepAliveExpiry(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	h := dialHost(t, addr, nvmetcp.Digests{})
+	cc := spec.ConnectCommand{Opcode: spec.OpcodeFabrics, FCType: uint8(spec.FabricsConnect), SQSIZE: 31, KATO: 100}
+	var cd spec.ConnectData
+	cd.HostID, cd.CNTLID = h.hostID, spec.ControllerIDDynamic
+	cd.SetNQNs(serve.DefaultNQN, h.hostNQN)
+	data := make([]byte, spec.ConnectDataSize)
+	cd.Marshal(data)
+	c := &hcmd{sqe: cc.ToCommand(), write: data}
+	h.run(c)
+	if !status(c).OK() {
+		t.Fatal(status(c))
+	}
+	start := time.Now()
+	_ = h.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := h.r.Next(); err == nil {
+		t.Fatal("a PDU arrived on an idle admin queue")
+	}
+	if el := time.Since(start); el < 100*time.Millisecond {
+		t.Errorf("closed after %v, before KATO", el)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	mem := []target.Target{newMemTarget(1<<20, 512)}
+	for name, cfg := range map[string]serve.Config{
+		"no namespaces":   {},
+		"bad NQN":         {Namespaces: mem, NQN: "iqn.2026-01.bad"},
+		"discovery NQN":   {Namespaces: mem, NQN: spec.DiscoveryNQN},
+		"small MAXH2C":    {Namespaces: mem, MaxH2CData: 1024},
+		"odd in-capsule":  {Namespaces: mem, InCapsuleData: 100},
+		"huge queue":      {Namespaces: mem, QueueSize: 4096},
+		"bad CPDA":        {Namespaces: mem, CPDA: 32},
+		"tiny MDTS":       {Namespaces: mem, MaxTransfer: 512},
+		"odd LBA size":    {Namespaces: []target.Target{newMemTarget(1<<20, 520)}},
+		"empty namespace": {Namespaces: []target.Target{newMemTarget(0, 512)}},
+	} {
+		if _, err := serve.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
