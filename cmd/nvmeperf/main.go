@@ -145,6 +145,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	a.registerCompatFlags(f)
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
+	root.AddCommand(a.serveCommand())
 	a.addCLIManners(root)
 	a.root = root
 	return root
