@@ -355,9 +355,12 @@ func (c *conn) ioRead(e *executor) error {
 			}
 			r.received += d.DATAL
 			done := r.received == s.length
-			if done != last {
+			// LAST_PDU early is an error. Hosts differ on setting it at the end (older
+			// Linux hosts sent one H2CData per R2T and always set it; newer ones set it
+			// on the last chunk), so the byte count decides when the data is complete.
+			if last && !done {
 				return &nvmetcp.ProtocolError{FES: nvmetcp.FESInvalidHeaderField, FEI: 1,
-					Msg: fmt.Sprintf("H2CData LAST_PDU is %t with %d of %d bytes received", last, r.received, s.length)}
+					Msg: fmt.Sprintf("H2CData LAST_PDU with %d of %d bytes received", r.received, s.length)}
 			}
 			if done {
 				r.awaiting = false

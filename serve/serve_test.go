@@ -521,3 +521,84 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLinuxHostBringUp follows the admin sequence the Linux nvme-tcp host runs (and the
+// fields it refuses a controller over), so the kernel host has nothing to trip on.
+func TestLinuxHostBringUp(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	h := dialHost(t, addr, nvmetcp.Digests{Header: true})
+	cpl := h.connect(0, 32, spec.ControllerIDDynamic, serve.DefaultNQN, 0)
+	if !cpl.StatusField().OK() || cpl.DW0>>16 != 0 {
+		t.Fatalf("Connect: %s, DW0 %#x (no authentication may be asked)", cpl.StatusField(), cpl.DW0)
+	}
+	// CC is written with EN=0 first, then EN=1.
+	cc := spec.MakeCC(false, 0, 0, 0, spec.SQESizeLog, spec.CQESizeLog)
+	if st := h.propSet(spec.RegCC, uint64(cc)); !st.OK() {
+		t.Fatal(st)
+	}
+	h.enable()
+	id, _ := h.identify(spec.CNSController, 0)
+	if le16(id, spec.IdentifyOffsetKAS) == 0 {
+		t.Error("KAS 0: Linux refuses fabrics controllers without keep alive support")
+	}
+	if le16(id, 78) != uint16(cpl.DW0) {
+		t.Error("Identify CNTLID differs from Connect's: Linux rejects the controller")
+	}
+	if id[512] != 0x66 || id[513] != 0x44 {
+		t.Errorf("SQES/CQES %#x/%#x", id[512], id[513])
+	}
+	// Namespace descriptors (VS ≥ 1.3): a failure here keeps Linux from adding the namespace.
+	desc, st := h.identify(0x03, 1)
+	if !st.OK() || desc[0] != 2 || desc[1] != 16 {
+		t.Fatalf("NS descriptors: %s, % x", st, desc[:4])
+	}
+	ns, _ := h.identify(spec.CNSNamespace, 1)
+	if !bytes.Equal(ns[104:120], desc[4:20]) {
+		t.Error("NGUID in Identify Namespace and in the descriptor list differ")
+	}
+	c := &hcmd{read: make([]byte, 4096)}
+	c.sqe.SetOpcodeCID(uint8(spec.AdminIdentify), 0)
+	c.sqe.CDW10 = 0x06 // I/O command set specific controller, CSI 0 (NVM)
+	h.run(c)
+	if !status(c).OK() {
+		t.Errorf("Identify CNS 06h: %s", status(c))
+	}
+	smart := &hcmd{read: make([]byte, 512)}
+	smart.sqe.SetOpcodeCID(uint8(spec.AdminGetLogPage), 0)
+	smart.sqe.NSID = 0xFFFFFFFF
+	smart.sqe.CDW10 = spec.LogSMARTHealth | (512/4-1)<<16
+	h.run(smart)
+	if !status(smart).OK() {
+		t.Errorf("SMART log: %s", status(smart))
+	}
+	// An AER is held: the Keep Alive sent after it is answered, the AER is not.
+	aer := &hcmd{}
+	aer.sqe.SetOpcodeCID(uint8(spec.AdminAsyncEventRequest), 0)
+	aer.sqe.SetCID(900)
+	h.w.CapsuleCmd(&aer.sqe, nil)
+	ka := &hcmd{}
+	ka.sqe.SetOpcodeCID(uint8(spec.AdminKeepAlive), 0)
+	h.run(ka)
+	if !status(ka).OK() || ka.cpl.CID == 900 {
+		t.Errorf("Keep Alive after an AER: %s (CID %d)", status(ka), ka.cpl.CID)
+	}
+}
+
+func TestPrematureLastPDU(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+	admin.setQueues(1)
+	q := ioQueue(t, addr, cntlid, 1, 16, nvmetcp.Digests{}, 0)
+	c := rw(spec.IOWrite, 1, 0, 32, nil)
+	c.sqe.SetCID(1)
+	nvmetcp.SetCommandData(&c.sqe, 32*512, false)
+	q.w.CapsuleCmd(&c.sqe, nil)
+	q.w.Flush()
+	ph, err := q.r.Next()
+	if err != nil || ph.CH.Type != nvmetcp.TypeR2T {
+		t.Fatalf("want an R2T: %v", err)
+	}
+	q.w.H2CData(1, ph.R2T.TTAG, 0, make([]byte, 4096), true) // LAST with 4 of 16 KiB
+	q.w.Flush()
+	expectTermReq(t, q, nvmetcp.FESInvalidHeaderField)
+}
