@@ -234,6 +234,9 @@ func (c *conn) connect(sqe *spec.Command, data []byte) (uint32, spec.Status) {
 	}
 	ctrl.mu.Lock()
 	defer ctrl.mu.Unlock()
+	if ctrl.dropped {
+		return invalidParam(true, 16)
+	}
 	if !ctrl.csts.RDY() {
 		return 0, spec.MakeStatus(spec.SCTGeneric, spec.SCCommandSequenceError).WithDNR()
 	}

@@ -292,6 +292,7 @@ type controller struct {
 	ioConns  map[uint16]*conn
 	admin    *conn
 	aerCount int
+	dropped  bool // the admin queue is gone: no I/O queue may join
 }
 
 func (s *Server) newController(discovery bool, hostNQN string, hostID [16]byte, kato uint32, admin *conn) (*controller, error) {
@@ -322,6 +323,7 @@ func (s *Server) dropController(c *controller) {
 	delete(s.ctrls, c.id)
 	s.mu.Unlock()
 	c.mu.Lock()
+	c.dropped = true
 	for _, ioc := range c.ioConns {
 		ioc.nc.Close()
 	}
