@@ -48,9 +48,15 @@ func (c *conn) run() {
 	if err == nil {
 		if c.qid == 0 {
 			err = c.runAdmin()
-			c.s.dropController(c.ctrl)
 		} else {
 			err = c.runIO()
+		}
+	}
+	// Whatever ended the connection, a controller it created or joined lets go of it.
+	if c.ctrl != nil {
+		if c.qid == 0 {
+			c.s.dropController(c.ctrl)
+		} else {
 			c.ctrl.mu.Lock()
 			if c.ctrl.ioConns[c.qid] == c {
 				delete(c.ctrl.ioConns, c.qid)

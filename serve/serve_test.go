@@ -648,3 +648,23 @@ func benchRead4K(b *testing.B, cfg serve.Config) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "IOPS")
 }
+
+// TestAdminQueueLossEndsTheController: when the admin queue's connection goes, the
+// controller's I/O queues are closed and its CNTLID no longer accepts I/O queues.
+func TestAdminQueueLossEndsTheController(t *testing.T) {
+	s, addr := startServer(t, memConfig(1<<20))
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+	admin.setQueues(2)
+	q := ioQueue(t, addr, cntlid, 1, 16, nvmetcp.Digests{}, 0)
+	admin.nc.Close()
+	if _, err := q.r.Next(); err == nil {
+		t.Fatal("the I/O queue got a PDU after its admin queue closed")
+	}
+	h := dialHost(t, addr, nvmetcp.Digests{})
+	if cpl := h.connect(2, 16, cntlid, serve.DefaultNQN, 0); cpl.StatusField().SC() != spec.SCConnectInvalidParameters {
+		t.Errorf("I/O Connect to a dropped controller: %s", cpl.StatusField())
+	}
+	if st := s.Stats(); st.Controllers != 1 || st.ProtocolFails != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
