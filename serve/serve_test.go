@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/nvmeperf/nvmeperf/driver/nvmetcp"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 	"github.com/nvmeperf/nvmeperf/driver/target"
+	"github.com/nvmeperf/nvmeperf/driver/uring"
 	"github.com/nvmeperf/nvmeperf/serve"
 )
 
@@ -666,5 +669,40 @@ func TestAdminQueueLossEndsTheController(t *testing.T) {
 	}
 	if st := s.Stats(); st.Controllers != 1 || st.ProtocolFails != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestFileBackend serves a regular file through io_uring and reads back what a host
+// wrote, also from the file itself.
+func TestFileBackend(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ns.img")
+	ft, err := uring.Open(path, uring.Options{Writes: true, Size: 8 << 20, BusyPoll: true})
+	if err != nil {
+		t.Skipf("io_uring on a file is unusable here: %v", err)
+	}
+	t.Cleanup(func() { ft.Close() })
+	_, addr := startServer(t, serve.Config{Namespaces: []target.Target{ft}})
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{Data: true})
+	admin.setQueues(1)
+	q := ioQueue(t, addr, cntlid, 1, 32, nvmetcp.Digests{Data: true}, 0)
+	lba := ft.Info().LBASize
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(i*13 + 7)
+	}
+	slba := uint64(1<<20) / uint64(lba)
+	w := rw(spec.IOWrite, 1, slba, uint32(len(data))/lba, data)
+	r := rw(spec.IORead, 1, slba, uint32(len(data))/lba, make([]byte, len(data)))
+	q.run(w)
+	q.run(r)
+	if !status(w).OK() || !status(r).OK() || !bytes.Equal(r.read, data) {
+		t.Fatalf("write %s, read %s, equal %t", status(w), status(r), bytes.Equal(r.read, data))
+	}
+	onDisk, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(onDisk[1<<20:1<<20+len(data)], data) {
+		t.Fatal("the file does not hold what the host wrote")
 	}
 }

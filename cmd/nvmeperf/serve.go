@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nvmeperf/nvmeperf/driver"
+	"github.com/nvmeperf/nvmeperf/driver/blockdev"
 	simdev "github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 	"github.com/nvmeperf/nvmeperf/driver/target"
@@ -160,6 +161,34 @@ func (a *app) runServe(o serveOpts, paths []string) error {
 			return err
 		}
 		targets = append(targets, ts...)
+	}
+	// Hosts write to what is served: the same write guard as a write workload.
+	guard := &blockdev.Guard{}
+	for _, p := range paths {
+		obj, err := blockdev.Resolve(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			if fileSize == 0 {
+				return usagef("%s does not exist; give --size (e.g. --size 1g) to create it as a file", p)
+			}
+		case err != nil:
+			return fmt.Errorf("%s: %w", p, err)
+		case obj.Mode != blockdev.ModeFile && fileSize != 0:
+			return usagef("--size %s: applies to regular files; %s is not one (a device's size is its capacity)", o.fileSize, p)
+		}
+		if err := guard.AddTarget(p); err != nil {
+			return err
+		}
+	}
+	if !o.allowDestructive {
+		for _, p := range paths {
+			if err := guard.CheckTargetWrite(p); err != nil {
+				if errors.Is(err, blockdev.ErrRefused) {
+					return usagef("serve: %v", err)
+				}
+				return err
+			}
+		}
 	}
 	for _, p := range paths {
 		t, err := uring.Open(p, uring.Options{Writes: true, AllowDestructive: o.allowDestructive, Size: fileSize, BusyPoll: true})

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -144,5 +146,26 @@ func TestServeBinary(t *testing.T) {
 	}
 	if all := strings.Join(log, "\n"); !strings.Contains(all, "1 connections, 1 controllers") {
 		t.Errorf("summary does not count the connection:\n%s", all)
+	}
+}
+
+// TestServeRefusesFilesHoldingData: hosts write to what is served, so a file holding a
+// file system image is refused (exit 2, naming the path) unless --allow-destructive.
+func TestServeRefusesFilesHoldingData(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "fs.img")
+	b := make([]byte, 1<<20)
+	// An ext4 superblock magic at 1024+56.
+	b[1024+56], b[1024+57] = 0x53, 0xEF
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"nvmeperf", "serve", "--listen", "127.0.0.1:0", img}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), img) || !strings.Contains(stderr.String(), "--allow-destructive") {
+		t.Fatalf("serve on a file system image: exit %d, %q", code, stderr.String())
+	}
+	code = run([]string{"nvmeperf", "serve", "--listen", "127.0.0.1:0", filepath.Join(t.TempDir(), "missing.img")}, &stdout, &stderr)
+	if code != exitUsage {
+		t.Fatalf("serve on a missing file without --size: exit %d", code)
 	}
 }
