@@ -60,8 +60,7 @@ func (c *conn) runAdmin() error {
 		var reply []byte
 		hold, disconnect := false, false
 		if status == 0 {
-			var r adminResult
-			r = c.admin(&sqe, data, out)
+			r := c.admin(&sqe, data, out)
 			reply, hold, disconnect, status = r.data, r.hold, r.disconnect, r.status
 			cpl.DW0, cpl.DW1 = r.dw0, r.dw1
 		}
@@ -255,7 +254,7 @@ func (c *conn) identify(sqe *spec.Command, buf []byte) adminResult {
 		putString(buf[64:72], "nvmeperf")
 		buf[72] = 6 // RAB
 		if !ctrl.discovery {
-			buf[77] = c.s.mdtsExp + 0 // MDTS in 4 KiB pages (CAP.MPSMIN 0)
+			buf[77] = c.s.mdtsExp // MDTS: 2^n pages of 4 KiB (CAP.MPSMIN 0)
 		}
 		le.PutUint16(buf[78:], ctrl.id)
 		le.PutUint32(buf[80:], servedVS)

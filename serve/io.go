@@ -65,7 +65,6 @@ type executor struct {
 	toFree      []uint16
 	outstanding int
 	completed   uint64
-	deviceErr   error
 	inflight    atomic.Int32 // commands received and not yet answered
 	badHeader   []byte       // the PDU header a protocol error was found in, for the TermReq
 }
@@ -141,12 +140,10 @@ func (e *executor) loop() error {
 				if q.Outstanding() == 0 {
 					continue
 				}
-				n, err := q.Poll()
-				if n > 0 {
+				// A failing backend completes its commands with errors, which reach
+				// the host as statuses; the error itself adds nothing here.
+				if n, _ := q.Poll(); n > 0 {
 					progressed = true
-				}
-				if err != nil && e.deviceErr == nil {
-					e.deviceErr = err
 				}
 			}
 		}
