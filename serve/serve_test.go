@@ -3,6 +3,7 @@ package serve_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -704,5 +705,65 @@ func TestFileBackend(t *testing.T) {
 	}
 	if !bytes.Equal(onDisk[1<<20:1<<20+len(data)], data) {
 		t.Fatal("the file does not hold what the host wrote")
+	}
+}
+
+// TestIOPathAllocatesNothing: a read and a write round trip through the target — both
+// its goroutines, the PDU layer and the (non-allocating) RAM backend — allocate nothing
+// once warm. testing.AllocsPerRun counts every goroutine's allocations, the target's
+// included; the host loop here is preallocated too.
+func TestIOPathAllocatesNothing(t *testing.T) {
+	_, addr := startServer(t, memConfig(1<<20))
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{Header: true, Data: true})
+	admin.setQueues(1)
+	q := ioQueue(t, addr, cntlid, 1, 16, nvmetcp.Digests{Header: true, Data: true}, 0)
+	buf := make([]byte, 4096)
+	var rd, wr spec.Command
+	rd.SetOpcodeCID(uint8(spec.IORead), 1)
+	rd.NSID = 1
+	rd.SetLBARange(8, 8)
+	nvmetcp.SetCommandData(&rd, 4096, false)
+	wr.SetOpcodeCID(uint8(spec.IOWrite), 2)
+	wr.NSID = 1
+	wr.SetLBARange(8, 8)
+	nvmetcp.SetCommandData(&wr, 4096, true)
+	var failed error
+	round := func() {
+		q.w.CapsuleCmd(&wr, buf)
+		q.w.CapsuleCmd(&rd, nil)
+		if err := q.w.Flush(); err != nil {
+			failed = err
+			return
+		}
+		for seen := 0; seen < 2; {
+			h, err := q.r.Next()
+			if err != nil {
+				failed = err
+				return
+			}
+			switch h.CH.Type {
+			case nvmetcp.TypeC2HData:
+				if err := q.r.ReadData(buf[:h.DataLen]); err != nil {
+					failed = err
+					return
+				}
+			case nvmetcp.TypeCapsuleResp:
+				if !h.CapsuleResp.CQE.StatusField().OK() {
+					failed = errors.New(h.CapsuleResp.CQE.StatusField().String())
+					return
+				}
+				seen++
+			}
+		}
+	}
+	for i := 0; i < 50; i++ { // warm up: slices reach their size, the poller its iovecs
+		round()
+	}
+	allocs := testing.AllocsPerRun(500, round)
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if allocs > 0 {
+		t.Fatalf("%.2f allocations per write+read round trip, want 0", allocs)
 	}
 }
