@@ -254,6 +254,9 @@ func (c *conn) identify(sqe *spec.Command, buf []byte) adminResult {
 		putString(buf[64:72], "nvmeperf")
 		buf[72] = 6 // RAB
 		if !ctrl.discovery {
+			buf[76] = 1 << 1 // CMIC: the subsystem may have several controllers (one per host association)
+		}
+		if !ctrl.discovery {
 			buf[77] = c.s.mdtsExp // MDTS: 2^n pages of 4 KiB (CAP.MPSMIN 0)
 		}
 		le.PutUint16(buf[78:], ctrl.id)
@@ -299,6 +302,7 @@ func (c *conn) identify(sqe *spec.Command, buf []byte) adminResult {
 		le.PutUint64(buf[16:], blocks) // NUSE
 		buf[25] = 0                    // NLBAF: one format
 		buf[26] = 0                    // FLBAS: format 0, no metadata
+		buf[30] = 1                    // NMIC: shared by every controller of the subsystem
 		copy(buf[104:120], c.nguid(sqe.NSID))
 		le.PutUint32(buf[128:], uint32(spec.MakeLBAFormat(0, uint8(log2(c.s.lbaSize[i])), 0)))
 		return adminResult{data: buf}

@@ -767,3 +767,25 @@ func TestIOPathAllocatesNothing(t *testing.T) {
 		t.Fatalf("%.2f allocations per write+read round trip, want 0", allocs)
 	}
 }
+
+// TestTwoNamespaces: the same LBA of two namespaces holds what was written to each, and
+// two controllers (two hosts) see the same data.
+func TestTwoNamespaces(t *testing.T) {
+	_, addr := startServer(t, serve.Config{Namespaces: []target.Target{newMemTarget(1<<20, 512), newMemTarget(1<<20, 4096)}})
+	admin, cntlid := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+	admin.setQueues(1)
+	q := ioQueue(t, addr, cntlid, 1, 16, nvmetcp.Digests{}, 0)
+	a, b := bytes.Repeat([]byte{0xAA}, 4096), bytes.Repeat([]byte{0xBB}, 4096)
+	q.run(rw(spec.IOWrite, 1, 8, 8, a), rw(spec.IOWrite, 2, 1, 1, b))
+	admin2, cntlid2 := adminController(t, addr, serve.DefaultNQN, nvmetcp.Digests{})
+	admin2.setQueues(1)
+	if cntlid2 == cntlid {
+		t.Fatal("two admin Connects got the same CNTLID")
+	}
+	q2 := ioQueue(t, addr, cntlid2, 1, 16, nvmetcp.Digests{}, 0)
+	r1, r2 := rw(spec.IORead, 1, 8, 8, make([]byte, 4096)), rw(spec.IORead, 2, 1, 1, make([]byte, 4096))
+	q2.run(r1, r2)
+	if !bytes.Equal(r1.read, a) || !bytes.Equal(r2.read, b) {
+		t.Fatal("namespaces mixed up or not shared between controllers")
+	}
+}
