@@ -191,6 +191,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
 	root.AddCommand(a.sweepCommand(), a.compareCommand(), a.mergeCommand(), a.reportCommand())
+	root.AddCommand(a.serveCommand())
 	a.addCLIManners(root)
 	a.root = root
 	return root
