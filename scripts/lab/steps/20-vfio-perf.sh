@@ -32,6 +32,10 @@ check "json report" "$NVMEPERF" --quiet -t "$T" -r "$TRID" -q 8 -o 4096 -w randr
 head -c 1 "$LAB_OUT" | grep -q '{' || fail "--output-format json did not print a JSON object"
 grep -q '"iops"' "$LAB_OUT" || fail "JSON report has no iops field"
 
+# Lay the verify pattern over the whole namespace first: a random read of a block no
+# --verify run wrote checks nothing, and nvmeperf fails such a run as verify_unchecked
+# rather than call it verified. After the fill every read below checks real data.
+check "verify fill" "$NVMEPERF" --quiet --seed "$SEED" -r "$TRID" -q 16 -o 131072 -w write --verify -d 100% -t 120
 # Every PRP shape, each size written and read back with verification.
 for size in 512 4096 8192 12288 65536 131072 262144 524288; do
 	perf -q 4 -o "$size" -w randrw -M 50 --verify
