@@ -2,9 +2,10 @@
 GO        ?= go
 BIN       := bin/nvmeperf
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test unit vmtest bench lint deps clean
+.PHONY: all build run man fio-tools test unit vmtest bench lint deps clean
 
 all: build
 
@@ -15,10 +16,28 @@ deps:
 build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nvmeperf
 
+# run: build, then run the main job on the embedded simulated controller.
+run: build
+	$(BIN) -q 128 -o 4096 -w randread -t 10 -r 'trtype:sim' -L
+
+# man: man pages generated from the command tree.
+man: build
+	$(BIN) gen-man build/man
+
+# fio-tools: fio_jsonplus_clat2csv (Debian package fio) for the fio-json test; without
+# apt-get the test skips and says why.
+fio-tools:
+	@command -v fio_jsonplus_clat2csv >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    echo "make: installing Debian package fio (fio_jsonplus_clat2csv)"; \
+	    $$SUDO apt-get install -y --no-install-recommends fio || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends fio; }; \
+	  else echo "make: apt-get unavailable; the fio-json tool test will be skipped"; fi; }
+
 # test: unit and end-to-end tests with the race detector, then the QEMU lab.
 test: unit vmtest
 
-unit: deps
+unit: deps fio-tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 

@@ -146,6 +146,30 @@ type JobReport struct {
 	Write      Stats   `json:"write"`
 	All        Stats   `json:"all"` // read and write merged
 	Verify     *Verify `json:"verify,omitempty"`
+	// TransportStats are the job's queue pairs' transport counters (spdk_nvme_perf
+	// --transport-stats); absent for targets that do not count them (kernel devices).
+	TransportStats *TransportStats `json:"transport_stats,omitempty"`
+}
+
+// TransportStats are named as spdk_nvme_perf --transport-stats prints them for PCIe.
+type TransportStats struct {
+	Polls                 uint64 `json:"polls"`
+	IdlePolls             uint64 `json:"idle_polls"`
+	Completions           uint64 `json:"completions"`
+	SubmittedRequests     uint64 `json:"submitted_requests"`
+	SQMMIODoorbellUpdates uint64 `json:"sq_mmio_doorbell_updates"`
+	CQMMIODoorbellUpdates uint64 `json:"cq_mmio_doorbell_updates"`
+	QueuedRequests        uint64 `json:"queued_requests"`
+}
+
+// TransportStatsOf converts a job's counters; nil stays nil.
+func TransportStatsOf(q *target.QueueStats) *TransportStats {
+	if q == nil {
+		return nil
+	}
+	return &TransportStats{Polls: q.Polls, IdlePolls: q.IdlePolls, Completions: q.Completions,
+		SubmittedRequests: q.Submitted, SQMMIODoorbellUpdates: q.SQDoorbells,
+		CQMMIODoorbellUpdates: q.CQDoorbells, QueuedRequests: q.Queued}
 }
 
 // Total is every job merged.
@@ -294,13 +318,14 @@ func Build(meta Meta, res workload.Result, status string) Document {
 			d.Warnings = append(d.Warnings, droppedWarning(where, s.dropped))
 		}
 		jr := JobReport{
-			Device:     idx,
-			DeviceName: j.Target.Name,
-			Core:       j.Core,
-			QPairs:     j.QPairs,
-			Read:       d.stats(where+" read", s.read, res.Duration),
-			Write:      d.stats(where+" write", s.write, res.Duration),
-			All:        d.stats(where+" all", s.all, res.Duration),
+			Device:         idx,
+			DeviceName:     j.Target.Name,
+			Core:           j.Core,
+			QPairs:         j.QPairs,
+			Read:           d.stats(where+" read", s.read, res.Duration),
+			Write:          d.stats(where+" write", s.write, res.Duration),
+			All:            d.stats(where+" all", s.all, res.Duration),
+			TransportStats: TransportStatsOf(j.Transport),
 		}
 		if v := j.Verify; meta.Config.Verify || v.Checked > 0 || v.Mismatched > 0 || v.Unwritten > 0 {
 			anyVerify = true
@@ -327,29 +352,31 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		d.Total.Verify = &totalVerify
 	}
 
-	d.Status, d.Error = statusOf(status, res, a.errors, totalVerify.Mismatched)
+	d.Status, d.Error = statusOf(status, meta, res)
 	return d
 }
 
-// statusOf derives or normalizes the status and the error text.
-func statusOf(status string, res workload.Result, ioErrors, mismatches uint64) (string, string) {
+// BuildVerdict is Build with the verdict Judge gave: status and error come from v, so
+// the document says exactly what the process's exit status says.
+func BuildVerdict(meta Meta, res workload.Result, v Verdict) Document {
+	d := Build(meta, res, v.Status)
+	d.Status, d.Error = v.Status, v.Error
+	return d
+}
+
+// statusOf derives (with Judge) or normalizes the status and the error text.
+func statusOf(status string, meta Meta, res workload.Result) (string, string) {
+	if status == "" {
+		f := Facts{Result: res}
+		if meta.Config.Verify {
+			f.Verify = workload.VerifyWriteCheck
+		}
+		v := Judge(f)
+		return v.Status, v.Error
+	}
 	errText := ""
 	if res.Err != nil {
 		errText = res.Err.Error()
-	}
-	if status == "" {
-		switch {
-		case res.Err != nil:
-			status = StatusError + ": " + errText
-		case mismatches > 0:
-			status = StatusVerifyFailed
-		case res.Interrupted:
-			status = StatusInterrupted
-		case ioErrors > 0:
-			status = StatusIOErrors
-		default:
-			status = StatusOK
-		}
 	}
 	if errText == "" {
 		for _, prefix := range []string{StatusDeviceFailed, StatusError} {

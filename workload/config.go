@@ -38,8 +38,21 @@ type Config struct {
 	// worker.
 	Cores []int
 	// QPairsPerTarget is how many queue pairs each worker opens per target (0 means 1);
-	// QueueDepth is spread over them round-robin, as spdk_nvme_perf -P does.
+	// QueueDepth is spread over them round-robin, as spdk_nvme_perf -P does. With more
+	// pairs than QueueDepth, each I/O goes to the next pair in turn, so every pair
+	// carries I/O (spdk_nvme_perf -q 1 -P 2).
 	QPairsPerTarget int
+
+	// EveryCore makes every worker drive every target (spdk_nvme_perf
+	// --use-every-core) instead of the round-robin distribution.
+	EveryCore bool
+
+	// FUA sets Force Unit Access on every I/O (spdk_nvme_perf --fua).
+	FUA bool
+
+	// OnIOError, when set with ContinueOnError, is told of every failed I/O, from the
+	// worker that saw it (so it must be cheap and safe for concurrent use).
+	OnIOError func(error)
 
 	QueueSize      int                 // device queue entries; 0 = the engine's default
 	MaxCompletions int                 // most completions one Poll reaps; 0 = no limit
@@ -66,13 +79,22 @@ type Config struct {
 
 	Verify VerifyMode
 
+	// IOUnitSize, when > 0, makes targets that can split I/O send every I/O as
+	// commands of at most this many bytes (spdk_nvme_perf -O); a multiple of every
+	// target's LBA size, at most IOSize. 0 = one command per I/O where possible.
+	IOUnitSize int
+	// Protection is the end-to-end protection information handling asked of targets
+	// formatted with PI (spdk_nvme_perf -e).
+	Protection target.Protection
+
 	// DrainTimeout bounds how long stopping workers wait for in-flight I/Os before
 	// giving up on a device that stopped answering; 0 = DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
-	// Progress, when set, is called about once a second from a collector goroutine
-	// (never from a worker).
-	Progress func(Progress)
+	// Progress, when set, is called every ProgressInterval (0 = one second) from a
+	// collector goroutine (never from a worker).
+	Progress         func(Progress)
+	ProgressInterval time.Duration
 
 	// StartGate, when set, is called once every worker has opened its queues and before
 	// the clock starts (warm-up, then measurement, begin when it returns); a run across
@@ -88,8 +110,8 @@ type Progress struct {
 	Warmup    bool          // the current phase is warm-up (its numbers are discarded)
 	IOs       uint64        // I/Os completed in the current phase, all workers
 	Bytes     uint64        // bytes moved in the current phase
-	IOPS      float64       // rate over the last sampling interval
-	MiBps     float64       // rate over the last sampling interval, MiB/s
+	IOPS      float64       // rate over the last window of at least MinRateWindow; 0 = not known yet
+	MiBps     float64       // the same in MiB/s
 }
 
 // Validate checks the configuration on its own; Run additionally checks it against the
@@ -109,9 +131,6 @@ func (c Config) Validate() error {
 	}
 	if c.QPairsPerTarget < 0 {
 		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) or more", c.QPairsPerTarget)
-	}
-	if c.QPairsPerTarget > c.QueueDepth {
-		return fmt.Errorf("workload: queue pairs per target %d: must not exceed queue depth %d, or some pairs would carry no I/O", c.QPairsPerTarget, c.QueueDepth)
 	}
 	if c.Duration < 0 || (c.Duration == 0 && c.NumIOs == 0) {
 		return fmt.Errorf("workload: duration %v: must be positive (or zero with a number of I/Os)", c.Duration)
@@ -162,6 +181,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("workload: verify mode %d: accepted are off, write-check, read-only", uint8(c.Verify))
 	}
+	if c.IOUnitSize < 0 || c.IOUnitSize > c.IOSize || c.IOUnitSize%4 != 0 {
+		return fmt.Errorf("workload: I/O unit size %d: must be 0 (the I/O size) or a multiple of 4 bytes up to the I/O size %d", c.IOUnitSize, c.IOSize)
+	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("workload: drain timeout %v: must not be negative", c.DrainTimeout)
 	}
@@ -173,6 +195,13 @@ func (c Config) qpairs() int {
 		return 1
 	}
 	return c.QPairsPerTarget
+}
+
+func (c Config) progressInterval() time.Duration {
+	if c.ProgressInterval <= 0 {
+		return time.Second
+	}
+	return c.ProgressInterval
 }
 
 func (c Config) drainTimeout() time.Duration {
@@ -189,3 +218,7 @@ func (c Config) bufferOffset() int {
 	}
 	return 0
 }
+
+// rotating reports whether there are more queue pairs than I/Os in flight, so that
+// each I/O goes to the next pair in turn instead of staying on its own.
+func (c Config) rotating() bool { return c.qpairs() > c.QueueDepth }

@@ -52,7 +52,6 @@ func TestValidate(t *testing.T) {
 		{"readpercent", func(c *Config) { c.Pattern = RandRW; c.ReadPercent = 101 }, "read percent 101"},
 		{"iosize", func(c *Config) { c.IOSize = 0 }, "I/O size 0"},
 		{"qd", func(c *Config) { c.QueueDepth = 0 }, "queue depth 0"},
-		{"qpairs", func(c *Config) { c.QPairsPerTarget = 9 }, "queue pairs per target 9"},
 		{"qpairs-neg", func(c *Config) { c.QPairsPerTarget = -1 }, "queue pairs per target -1"},
 		{"duration", func(c *Config) { c.Duration = 0 }, "duration 0s"},
 		{"warmup", func(c *Config) { c.Warmup = -1 }, "warm-up -1ns"},

@@ -31,6 +31,9 @@ type Job struct {
 	Read   Side
 	Write  Side
 	Verify VerifyStats // zero unless verify mode was on
+	// Transport sums the transport counters of the job's queue pairs; nil when its
+	// queues do not count them (kernel devices).
+	Transport *target.QueueStats
 }
 
 // VerifyStats counts what verify mode checked on reads.

@@ -55,6 +55,9 @@ func checkTargets(targets []target.Target, cfg *Config) ([]target.Info, error) {
 		if cfg.IOSize%int(info.LBASize) != 0 {
 			return nil, fmt.Errorf("workload: I/O size %d: must be a multiple of the LBA size %d of target %s", cfg.IOSize, info.LBASize, info.Name)
 		}
+		if cfg.IOUnitSize%int(info.LBASize) != 0 {
+			return nil, fmt.Errorf("workload: I/O unit size %d: must be a multiple of the LBA size %d of target %s", cfg.IOUnitSize, info.LBASize, info.Name)
+		}
 		if cfg.Verify != VerifyOff {
 			if err := verify.ValidateLBASize(int(info.LBASize)); err != nil {
 				return nil, fmt.Errorf("workload: verify mode %s on target %s: %w", cfg.Verify, info.Name, err)
@@ -85,6 +88,9 @@ func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *r
 		}
 	}
 	as := assign(len(workers), len(targets))
+	if cfg.EveryCore {
+		as = assignEveryCore(len(workers), len(targets))
+	}
 	for i, a := range as {
 		info := infos[a.target]
 		j := &job{
@@ -105,6 +111,18 @@ func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *r
 		w.jobs = append(w.jobs, j)
 	}
 	return workers
+}
+
+// assignEveryCore gives every worker every target, worker by worker, as
+// spdk_nvme_perf --use-every-core does.
+func assignEveryCore(workers, targets int) []assignment {
+	out := make([]assignment, 0, workers*targets)
+	for w := 0; w < workers; w++ {
+		for t := 0; t < targets; t++ {
+			out = append(out, assignment{worker: w, target: t})
+		}
+	}
+	return out
 }
 
 // Run drives the targets with cfg and returns what was measured. Cancelling ctx (Ctrl-C)
@@ -264,6 +282,10 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 			Write:  j.write.export(),
 			Verify: j.verify,
 		}
+		if j.transport != nil {
+			ts := *j.transport
+			res.Jobs[j.index].Transport = &ts
+		}
 	}
 	return res
 }
@@ -272,13 +294,20 @@ func (s *side) export() Side {
 	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.hist}
 }
 
-// collectProgress samples the workers' published counters about once a second and
-// hands a Progress to cfg.Progress until stop is closed.
+// MinRateWindow is the shortest interval a progress rate is computed over: right after
+// warm-up ends (or a sample that came early) the window can be microseconds long, and
+// the I/Os that completed in it would read as billions of IOPS. Until a window this long
+// has passed in the current phase, Progress.IOPS and MiBps are 0 (unknown).
+const MinRateWindow = 100 * time.Millisecond
+
+// collectProgress samples the workers' published counters every cfg.progressInterval()
+// and hands a Progress to cfg.Progress until stop is closed.
 func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(cfg.progressInterval())
 	defer tick.Stop()
-	var lastIOs, lastBytes uint64
-	lastAt := rs.clock()
+	var r rateWindow
+	r.reset(rs.clock())
+	var iops, mibps float64
 	lastPhase := rs.phase.Load()
 	for {
 		select {
@@ -294,7 +323,8 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 			bytes += w.pub.bytes.Load()
 		}
 		if phase != lastPhase { // counters restarted with the phase
-			lastIOs, lastBytes, lastAt = 0, 0, rs.measureStart.Load()
+			r.reset(rs.measureStart.Load())
+			iops, mibps = 0, 0
 			lastPhase = phase
 		}
 		var p Progress
@@ -309,13 +339,32 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 			}
 		}
 		p.IOs, p.Bytes = ios, bytes
-		// A worker may not have noticed a phase change yet; never report a negative
-		// rate.
-		if dt := time.Duration(now - lastAt).Seconds(); dt > 0 && ios >= lastIOs && bytes >= lastBytes {
-			p.IOPS = float64(ios-lastIOs) / dt
-			p.MiBps = float64(bytes-lastBytes) / dt / (1 << 20)
+		if i, m, ok := r.sample(now, ios, bytes); ok {
+			iops, mibps = i, m
 		}
-		lastIOs, lastBytes, lastAt = ios, bytes, now
+		p.IOPS, p.MiBps = iops, mibps
 		cfg.Progress(p)
 	}
+}
+
+// rateWindow turns counter samples into rates over windows of at least MinRateWindow.
+type rateWindow struct {
+	at         int64 // clock of the window's start
+	ios, bytes uint64
+}
+
+func (r *rateWindow) reset(at int64) { *r = rateWindow{at: at} }
+
+// sample returns the rates since the window's start and starts a new window, or ok false
+// when the window is shorter than MinRateWindow (or counters went backwards because a
+// worker has not noticed a phase change yet: never a negative rate).
+func (r *rateWindow) sample(now int64, ios, bytes uint64) (iops, mibps float64, ok bool) {
+	dt := time.Duration(now - r.at)
+	if dt < MinRateWindow || ios < r.ios || bytes < r.bytes {
+		return 0, 0, false
+	}
+	iops = float64(ios-r.ios) / dt.Seconds()
+	mibps = float64(bytes-r.bytes) / dt.Seconds() / (1 << 20)
+	r.at, r.ios, r.bytes = now, ios, bytes
+	return iops, mibps, true
 }

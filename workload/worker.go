@@ -18,13 +18,11 @@ const (
 	phaseMeasure
 )
 
-// A worker that reaped nothing for idleSpin sleeps idleSleep per empty iteration, so a
-// stuck or very slow device does not burn a core; it costs at most idleSleep (plus the
-// scheduler's slack) on I/Os that already took longer than idleSpin.
-const (
-	idleSpin  = int64(time.Millisecond)
-	idleSleep = 20 * time.Microsecond
-)
+// Workers poll without pause, as spdk_nvme_perf does: a completion is timed by the
+// first poll after it arrives. There is deliberately no idle back-off: a sleep of "20µs"
+// lasts about 1.1 ms with Go's timers, and would add up to that much to the latency of
+// every I/O slower than the spin threshold. A stuck device is bounded by the drain
+// timeout, not by sleeping.
 
 // runState is what workers and the coordinator share. Workers read it once per loop
 // iteration, never per I/O.
@@ -90,6 +88,9 @@ type job struct {
 
 	errReported bool // an I/O error of this job is already in the worker's errs
 
+	nextQ     int                // rotating mode: the queue the next submission goes to
+	transport *target.QueueStats // summed from its queues when they close
+
 	read, write side
 	verify      VerifyStats
 }
@@ -139,23 +140,34 @@ func (w *worker) setup() error {
 		}
 	}
 	qpairs := w.cfg.qpairs()
+	rotate := w.cfg.rotating()
 	total := 0
 	for ji, j := range w.jobs {
+		j.nextQ = w.cfg.QueueDepth % qpairs
 		for qi := 0; qi < qpairs; qi++ {
 			depth := w.cfg.QueueDepth / qpairs
 			if qi < w.cfg.QueueDepth%qpairs {
 				depth++
 			}
+			qdepth := depth
+			if rotate {
+				// Requests move from pair to pair: any of them may be on any pair,
+				// each with its own buffer index.
+				qdepth = w.cfg.QueueDepth
+			}
 			q, err := j.tgt.OpenQueue(target.QueueConfig{
-				Depth:          depth,
+				Depth:          qdepth,
 				QueueSize:      w.cfg.QueueSize,
 				IOSize:         w.cfg.IOSize,
-				Buffers:        depth,
+				Buffers:        qdepth,
+				FUA:            w.cfg.FUA,
 				BufferOffset:   w.cfg.bufferOffset(),
 				Doorbell:       w.cfg.Doorbell,
 				DoorbellN:      w.cfg.DoorbellN,
 				MaxCompletions: w.cfg.MaxCompletions,
 				Handler:        w,
+				IOUnitSize:     w.cfg.IOUnitSize,
+				Protection:     w.cfg.Protection,
 			})
 			if err != nil {
 				return fmt.Errorf("workload: worker %d: open queue %d on %s: %w", w.index, qi, j.info.Name, err)
@@ -164,6 +176,9 @@ func (w *worker) setup() error {
 			reqs := make([]target.Request, depth)
 			for i := range reqs {
 				reqs[i] = target.Request{Buf: i, Length: j.ioSize, Tag: ji*qpairs + qi}
+				if rotate {
+					reqs[i].Buf = qi // one request per pair at the start
+				}
 			}
 			j.reqs = append(j.reqs, reqs)
 			total += depth
@@ -178,6 +193,12 @@ func (w *worker) closeQueues() error {
 	var first error
 	for _, j := range w.jobs {
 		for _, q := range j.queues {
+			if sq, ok := q.(target.StatsQueue); ok {
+				if j.transport == nil {
+					j.transport = &target.QueueStats{}
+				}
+				j.transport.Add(sq.TransportStats())
+			}
 			if err := q.Close(); err != nil && first == nil {
 				first = fmt.Errorf("workload: worker %d: close queue on %s: %w", w.index, j.info.Name, err)
 			}
@@ -265,9 +286,6 @@ func (w *worker) step() bool {
 		w.errs = append(w.errs, fmt.Errorf("workload: worker %d: %d I/Os never completed within the %v drain timeout; the device stopped answering", w.index, w.outstanding, w.cfg.drainTimeout()))
 		return false
 	}
-	if reaped == 0 && w.now-w.lastReap > idleSpin {
-		time.Sleep(idleSleep)
-	}
 	return true
 }
 
@@ -348,6 +366,9 @@ func (w *worker) complete(r *target.Request) {
 		}
 		if r.Err != nil {
 			s.errors++
+			if w.cfg.ContinueOnError && w.cfg.OnIOError != nil {
+				w.cfg.OnIOError(fmt.Errorf("%s %s at offset %d: %w", j.info.Name, r.Op, r.Offset, r.Err))
+			}
 			// Requests a failed device aborted are counted but do not stop the
 			// other workers: only a genuine I/O error does.
 			if !w.cfg.ContinueOnError && !j.failed {
@@ -376,7 +397,16 @@ func (w *worker) complete(r *target.Request) {
 		}
 	}
 	if !w.stopping && !j.failed {
-		w.submit(j, j.queues[r.Tag%qpairs], r)
+		qi := r.Tag % qpairs
+		if w.cfg.rotating() {
+			qi = j.nextQ
+			j.nextQ++
+			if j.nextQ == qpairs {
+				j.nextQ = 0
+			}
+			r.Tag = r.Tag - r.Tag%qpairs + qi
+		}
+		w.submit(j, j.queues[qi], r)
 	}
 }
 
@@ -385,7 +415,11 @@ func (w *worker) complete(r *target.Request) {
 func (w *worker) runWorker(ready chan<- error, start <-chan struct{}, abort *atomic.Bool, done func()) {
 	defer done()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if w.cpu < 0 {
+		defer runtime.UnlockOSThread()
+	}
+	// A pinned worker exits still locked, so the runtime ends its thread instead of
+	// handing a thread pinned to one CPU to other goroutines.
 	if err := w.setup(); err != nil {
 		w.closeQueues()
 		ready <- err

@@ -14,18 +14,27 @@ import (
 )
 
 func (a *app) listCommand() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List NVMe controllers: address, binding, identity, namespaces and queue limits",
 		Long: `list shows every NVMe controller (PCI class 010802). Controllers bound for userspace
 (vfio-pci, uio_pci_generic) are attached and identified: model, serial, firmware,
 namespaces with size and LBA format, MQES, MDTS and I/O queues. Kernel-bound ones are
 listed with their block devices and the identity sysfs gives.`,
-		Args: cobra.NoArgs,
+		Args: argsUsage(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrls, err := pcie.Probe()
+			switch format {
+			case "text", "json":
+			default:
+				return usagef("list --output-format %q: want text or json", format)
+			}
+			ctrls, err := a.probe()
 			if err != nil {
 				return fmt.Errorf("probing PCI devices: %w", err)
+			}
+			if format == "json" {
+				return writeControllerJSON(a.stdout, ctrls, identifyUserspaceJSON)
 			}
 			if len(ctrls) == 0 {
 				fmt.Fprintln(a.stdout, "No NVMe controllers found. Try the simulated one: nvmeperf -q 32 -o 4k -w randread -t 5 -r 'trtype:sim'")
@@ -36,6 +45,8 @@ listed with their block devices and the identity sysfs gives.`,
 			})
 		},
 	}
+	cmd.Flags().StringVar(&format, "output-format", "text", "text or json")
+	return cmd
 }
 
 // writeControllerList prints one block per controller. identify attaches a
@@ -96,10 +107,13 @@ func describeController(c *driver.Controller) (string, []string, error) {
 		ident.Model(), ident.Serial(), ident.Firmware(), n.Version(), n.CAP().MQES(), mdts, n.IOQueues())
 	var nss []string
 	for _, ns := range n.Namespaces() {
-		lbaf := ns.Identify().CurrentFormat()
-		nss = append(nss, fmt.Sprintf("NSID %d: %d blocks of %d B (%s), metadata %d B, LBA format %d of %d",
-			ns.ID(), ns.Sectors(), ns.SectorSize(), humanBytes(ns.Capacity()), lbaf.MS(),
-			ns.Identify().FormatIndex(), int(ns.Identify().NLBAF)+1))
+		line := fmt.Sprintf("NSID %d: %d blocks of %d B (%s), format %s, LBA format %d of %d",
+			ns.ID(), ns.Sectors(), ns.SectorSize(), humanBytes(ns.Capacity()), ns.Format(),
+			ns.Identify().FormatIndex(), int(ns.Identify().NLBAF)+1)
+		if err := ns.CheckFormat(); err != nil {
+			line += " — not usable: " + err.Error()
+		}
+		nss = append(nss, line)
 	}
 	return line, nss, nil
 }

@@ -20,6 +20,7 @@ const memPage = 4096
 // A misaligned pointer gives PRP Offset Invalid, an address outside host memory Data
 // Transfer Error.
 func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
+	memPage := c.pageSize // as CC.MPS selected
 	c.segs = c.segs[:0]
 	if n == 0 {
 		return spec.StatusSuccess
@@ -78,6 +79,7 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 
 // addPage appends n bytes at page address addr, which must have no page offset.
 func (c *Controller) addPage(addr, n uint64) spec.Status {
+	memPage := c.pageSize
 	if addr%memPage != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}
@@ -164,6 +166,9 @@ func (c *Controller) delayed(armed uint32, due int64) int64 {
 }
 
 func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
+	if ns.ms > 0 {
+		return c.readWriteMeta(ns, cmd, write)
+	}
 	slba, nlb := ioRange(cmd)
 	if !ns.inRange(slba, nlb) {
 		return generic(spec.SCLBAOutOfRange), 0
@@ -189,6 +194,12 @@ func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (sp
 			}
 		}
 	}
+	return c.account(write, off, n)
+}
+
+// account counts a successful read or write of n data bytes at byte offset off and
+// returns its completion time under the media model.
+func (c *Controller) account(write bool, off, n uint64) (spec.Status, int64) {
 	var due int64
 	if write {
 		c.stats.writes.Add(1)
