@@ -52,3 +52,12 @@ func cpuModel(cpuinfo string) string {
 	}
 	return ""
 }
+
+// normalized fills what a Host from before runs across hosts leaves zero: a process not
+// told otherwise is rank 0 of a world of 1.
+func (h Host) normalized() Host {
+	if h.WorldSize == 0 {
+		h.WorldSize = 1
+	}
+	return h
+}

@@ -75,6 +75,9 @@ type Config struct {
 	Targets         []string `json:"targets"` // transport IDs or paths as given
 	// Labels are free-form key/value pairs from the user (CI job, git revision, ...).
 	Labels map[string]string `json:"labels,omitempty"`
+	// StartAt and Barrier are --start-at and --barrier as given (runs across hosts).
+	StartAt string `json:"start_at,omitempty"`
+	Barrier string `json:"barrier,omitempty"`
 }
 
 // Meta is what the CLI knows about the run besides the measurements.
@@ -96,6 +99,11 @@ type Host struct {
 	CPUModel  string `json:"cpu_model"`
 	NumCPU    int    `json:"num_cpu"`
 	GoVersion string `json:"go_version"`
+	// Where this process stood in a run across hosts (docs/distributed.md): rank 0 of
+	// 1 for a run started by hand.
+	Rank      int    `json:"rank"`
+	WorldSize int    `json:"world_size"`
+	Launcher  string `json:"launcher,omitempty"` // openmpi, pmix, mpich, slurm, kubernetes, flags
 }
 
 // Document is the JSON result document (schema nvmeperf.result/v1).
@@ -303,7 +311,7 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		StartTime:       res.Start.UTC().Format(timeLayoutRFC3339NS),
 		DurationSeconds: finite(res.Duration.Seconds()),
 		Interrupted:     res.Interrupted,
-		Host:            meta.Host,
+		Host:            meta.Host.normalized(),
 		Config:          meta.Config,
 		HistogramFormat: HistogramFormat{
 			Encoding:          HistogramEncoding,

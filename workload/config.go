@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"time"
@@ -94,6 +95,12 @@ type Config struct {
 	// collector goroutine (never from a worker).
 	Progress         func(Progress)
 	ProgressInterval time.Duration
+
+	// StartGate, when set, is called once every worker has opened its queues and before
+	// the clock starts (warm-up, then measurement, begin when it returns); a run across
+	// hosts waits there for its start instant or barrier. An error ends the run with no
+	// I/O done.
+	StartGate func(ctx context.Context) error
 }
 
 // Progress is a snapshot of a running workload.

@@ -165,6 +165,15 @@ func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
 		return Result{Err: errors.Join(setupErrs...)}
 	}
 
+	if cfg.StartGate != nil {
+		if err := cfg.StartGate(ctx); err != nil {
+			abort.Store(true)
+			close(start)
+			wg.Wait()
+			return Result{Err: err, Interrupted: ctx.Err() != nil}
+		}
+	}
+
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
 	rs.epoch = time.Now() // workers read it only after start is closed

@@ -664,3 +664,44 @@ func BenchmarkWorkerLoop(b *testing.B) {
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(m1.NumGC-m0.NumGC), "GCs")
 }
+
+func TestStartGateHoldsTheClock(t *testing.T) {
+	ft := newFakeTarget("f", 1<<20, 512)
+	var openedBeforeGate bool
+	var gateReturned time.Time
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, NumIOs: 1000,
+		StartGate: func(ctx context.Context) error {
+			// Queues are open (the fake counts opens) and no I/O has been sent.
+			openedBeforeGate = ft.submitted.Load() == 0
+			time.Sleep(200 * time.Millisecond)
+			gateReturned = time.Now()
+			return nil
+		}}
+	res := run(t, cfg, ft)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if !openedBeforeGate {
+		t.Error("I/O was submitted before the start gate returned")
+	}
+	if res.Start.Before(gateReturned) {
+		t.Errorf("measurement started at %v, before the gate returned at %v", res.Start, gateReturned)
+	}
+	if reads, _, _ := totals(res); reads != 1000 {
+		t.Errorf("%d reads after the gate, want 1000", reads)
+	}
+}
+
+func TestStartGateErrorRunsNothing(t *testing.T) {
+	ft := newFakeTarget("f", 1<<20, 512)
+	gateErr := errors.New("rank 2 never came")
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, Duration: time.Second,
+		StartGate: func(context.Context) error { return gateErr }}
+	res := run(t, cfg, ft)
+	if !errors.Is(res.Err, gateErr) {
+		t.Fatalf("Err = %v, want the gate's error", res.Err)
+	}
+	if n := ft.submitted.Load(); n != 0 {
+		t.Errorf("%d I/Os submitted although the gate failed", n)
+	}
+}

@@ -44,6 +44,9 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := a.clusterBefore(p); err != nil {
+		return err
+	}
 	ids, err := a.parseTRIDs(p)
 	if err != nil {
 		return err
@@ -154,7 +157,7 @@ func (a *app) meta(p *plan) report.Meta {
 	return report.Meta{
 		Version:     version,
 		CommandLine: a.args,
-		Host:        report.HostInfo(),
+		Host:        a.clusterHost(report.HostInfo()),
 		Config: report.Config{
 			Workload: c.Pattern.String(), ReadPercent: c.ReadPercent, QueueDepth: c.QueueDepth,
 			IOSize: c.IOSize, Seconds: c.Duration.Seconds(), WarmupSeconds: c.Warmup.Seconds(),
@@ -162,7 +165,7 @@ func (a *app) meta(p *plan) report.Meta {
 			IOQueueSize: c.QueueSize, MaxCompletions: c.MaxCompletions, ZipfTheta: c.ZipfTheta,
 			ContinueOnError: c.ContinueOnError, BufferAlign: c.BufferAlign, Seed: c.Seed,
 			Doorbell: c.Doorbell.String(), DoorbellN: c.DoorbellN, Verify: c.Verify != workload.VerifyOff,
-			Labels: p.labels,
+			Labels: p.labels, StartAt: a.cluster.startAt, Barrier: a.cluster.barrier,
 		},
 		Percentiles: a.results.percents,
 	}

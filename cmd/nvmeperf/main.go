@@ -72,13 +72,14 @@ func (app *app) run() int {
 }
 
 type app struct {
-	args   []string
-	stdout io.Writer
-	stderr io.Writer
-	opts   options
-	compat compatOpts // spdk_nvme_perf options beyond opts (spdkcompat.go)
-	status int
-	root   *cobra.Command
+	args    []string
+	stdout  io.Writer
+	stderr  io.Writer
+	opts    options
+	compat  compatOpts  // spdk_nvme_perf options beyond opts (spdkcompat.go)
+	cluster clusterOpts // runs across hosts (cluster.go)
+	status  int
+	root    *cobra.Command
 
 	guard         *blockdev.Guard // what may be written, knowing the targets
 	out           *os.File        // --output, opened and checked before the targets
@@ -188,6 +189,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.BoolVar(&o.quiet, "quiet", false, "no progress line or notices on stderr")
 	a.registerCompatFlags(f)
 	a.addResultsFlags(f)
+	a.registerClusterFlags(f)
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
 	root.AddCommand(a.sweepCommand(), a.compareCommand(), a.mergeCommand(), a.reportCommand())
