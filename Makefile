@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build run man fio-tools test unit vmtest bench lint deps clean
+.PHONY: all build run man test-tools test unit vmtest bench lint deps clean
 
 all: build
 
@@ -24,20 +24,24 @@ run: build
 man: build
 	$(BIN) gen-man build/man
 
-# fio-tools: fio_jsonplus_clat2csv (Debian package fio) for the fio-json test; without
-# apt-get the test skips and says why.
-fio-tools:
-	@command -v fio_jsonplus_clat2csv >/dev/null 2>&1 || { \
+# test-tools: what the tests use from Debian when it is missing: fio
+# (fio_jsonplus_clat2csv, for the fio-json test) and openmpi-bin (mpirun, for the
+# launch test across ranks). Without apt-get those tests skip and say why.
+TEST_TOOLS := fio_jsonplus_clat2csv:fio mpirun:openmpi-bin
+test-tools:
+	@missing=; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    echo "make: installing Debian package fio (fio_jsonplus_clat2csv)"; \
-	    $$SUDO apt-get install -y --no-install-recommends fio || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends fio; }; \
-	  else echo "make: apt-get unavailable; the fio-json tool test will be skipped"; fi; }
+	    echo "make: installing Debian packages$$missing for the tests"; \
+	    $$SUDO apt-get install -y --no-install-recommends $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $$missing; } || \
+	      echo "make: could not install$$missing; the tests that need them will be skipped"; \
+	  else echo "make: apt-get unavailable; tests needing$$missing will be skipped"; fi; fi
 
 # test: unit and end-to-end tests with the race detector, then the QEMU lab.
 test: unit vmtest
 
-unit: deps fio-tools
+unit: deps test-tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 

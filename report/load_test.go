@@ -3,6 +3,8 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -236,5 +238,56 @@ func TestMergeRepetitions(t *testing.T) {
 	}
 	if err := WriteJSON(&bytes.Buffer{}, m3); err != nil {
 		t.Error(err)
+	}
+}
+
+// Ranks of one run across hosts merge only as a whole world, in rank order, and the
+// merge says how far apart they started.
+func TestMergeConcurrentRanks(t *testing.T) {
+	rank := func(r, world int, startOffset time.Duration) Document {
+		res := workload.Result{
+			Start: fixedStart.Add(startOffset), Duration: 2 * time.Second,
+			Jobs: []workload.Job{{Target: simDevice, Core: 0, QPairs: 1, Read: readSide(t, 4096, []int64{20_000, 30_000}), Write: workload.Side{Latency: hist(t, nil)}}},
+		}
+		meta := fixtureMeta(randreadConfig())
+		meta.Host.Rank, meta.Host.WorldSize = r, world
+		return Build(meta, res, "")
+	}
+	docs := []Document{rank(2, 3, 3*time.Millisecond), rank(0, 3, 0), rank(1, 3, time.Millisecond)}
+	m, err := MergeConcurrent(docs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Merge.WorldSize != 3 || fmt.Sprint(m.Merge.Ranks) != "[0 1 2]" {
+		t.Errorf("world %d ranks %v", m.Merge.WorldSize, m.Merge.Ranks)
+	}
+	for i, s := range m.Sources {
+		if s.Host.Rank != i {
+			t.Errorf("source %d is rank %d: sources not in rank order", i, s.Host.Rank)
+		}
+	}
+	if got := m.Merge.StartSkewSeconds; got < 0.0029 || got > 0.0031 {
+		t.Errorf("start skew %v s, want 0.003", got)
+	}
+	if docs[0].Host.Rank != 2 {
+		t.Error("MergeConcurrent reordered its caller's slice")
+	}
+
+	for _, c := range []struct {
+		docs []Document
+		want string
+	}{
+		{[]Document{rank(0, 3, 0), rank(2, 3, 0)}, "ranks 1 of 0..2 are missing"},
+		{[]Document{rank(0, 2, 0), rank(0, 2, 0)}, "ranks 1 of 0..1 are missing; ranks 0 are given more than once"},
+		{[]Document{rank(0, 2, 0), rank(1, 3, 0)}, "source 1 (rank 1) is from a world of 3 ranks"},
+	} {
+		_, err := MergeConcurrent(c.docs, false)
+		var inc *IncomparableError
+		if !errors.As(err, &inc) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("merge of ranks: %v, want %q", err, c.want)
+		}
+		if m, err := MergeConcurrent(c.docs, true); err != nil || len(m.Merge.Forced) == 0 {
+			t.Errorf("--force: %v, forced %v", err, m.Merge.Forced)
+		}
 	}
 }

@@ -32,6 +32,56 @@ type MergeInfo struct {
 	Rates string `json:"rates"`
 	// Forced lists the differences --force let through.
 	Forced []string `json:"forced,omitempty"`
+	// StartSkewSeconds is the latest source start minus the earliest: how well the
+	// sources (ranks) started together.
+	StartSkewSeconds float64 `json:"start_skew_seconds"`
+	// WorldSize and Ranks are set when the sources are ranks of one run across hosts
+	// (host.world_size > 1): every rank 0..WorldSize-1 once; sources are in rank order.
+	WorldSize int   `json:"world_size,omitempty"`
+	Ranks     []int `json:"ranks,omitempty"`
+}
+
+// checkRanks orders the sources of a run across hosts by rank and says what is wrong
+// with the set: ranks missing, twice, or from worlds of different sizes. Sources that
+// carry no ranks (world size 1) are left as given.
+func checkRanks(docs []Document) (world int, ranks []int, problems []string) {
+	distributed := false
+	for _, d := range docs {
+		if d.Host.WorldSize > 1 {
+			distributed = true
+		}
+	}
+	if !distributed {
+		return 0, nil, nil
+	}
+	world = docs[0].Host.WorldSize
+	seen := map[int]int{}
+	for i, d := range docs {
+		if d.Host.WorldSize != world {
+			problems = append(problems, fmt.Sprintf("source %d (rank %d) is from a world of %d ranks, source 0 from %d", i, d.Host.Rank, d.Host.WorldSize, world))
+		}
+		seen[d.Host.Rank]++
+	}
+	var missing, twice []string
+	for r := 0; r < world; r++ {
+		switch n := seen[r]; {
+		case n == 0:
+			missing = append(missing, fmt.Sprint(r))
+		case n > 1:
+			twice = append(twice, fmt.Sprint(r))
+		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, fmt.Sprintf("ranks %s of 0..%d are missing", strings.Join(missing, ", "), world-1))
+	}
+	if len(twice) > 0 {
+		problems = append(problems, fmt.Sprintf("ranks %s are given more than once", strings.Join(twice, ", ")))
+	}
+	slices.SortStableFunc(docs, func(a, b Document) int { return a.Host.Rank - b.Host.Rank })
+	for _, d := range docs {
+		ranks = append(ranks, d.Host.Rank)
+	}
+	return world, ranks, problems
 }
 
 // Differences lists what makes two runs measure different things: the workload
@@ -253,7 +303,16 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 	if len(docs) < 2 {
 		return Document{}, errors.New("report: merge: want at least two documents")
 	}
+	docs = slices.Clone(docs)
 	var forced []string
+	world, ranks, problems := checkRanks(docs)
+	if len(problems) > 0 {
+		msg := "not one whole run across hosts: " + strings.Join(problems, "; ")
+		if !force {
+			return Document{}, &IncomparableError{msg}
+		}
+		forced = append(forced, msg)
+	}
 	for i := 1; i < len(docs); i++ {
 		if d := Differences(&docs[0], &docs[i]); len(d) > 0 {
 			msg := fmt.Sprintf("source %d differs from source 0: %s", i, strings.Join(d, "; "))
@@ -263,7 +322,7 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 			forced = append(forced, msg)
 		}
 	}
-	var start, end time.Time
+	var start, end, first time.Time
 	for i, d := range docs {
 		s, err := time.Parse(time.RFC3339Nano, d.StartTime)
 		if err != nil {
@@ -272,6 +331,9 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 		e := s.Add(time.Duration(d.DurationSeconds * float64(time.Second)))
 		if i == 0 || s.After(start) {
 			start = s
+		}
+		if i == 0 || s.Before(first) {
+			first = s
 		}
 		if i == 0 || e.Before(end) {
 			end = e
@@ -335,8 +397,10 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 	}
 	out.Merge = &MergeInfo{
 		Sources: len(docs), CommonStart: out.StartTime, CommonSeconds: out.DurationSeconds,
-		Rates:  "sum of the sources' rates",
-		Forced: forced,
+		Rates:            "sum of the sources' rates",
+		Forced:           forced,
+		StartSkewSeconds: finite(start.Sub(first).Seconds()),
+		WorldSize:        world, Ranks: ranks,
 	}
 	out.Sources = slices.Clone(docs)
 	return out, nil

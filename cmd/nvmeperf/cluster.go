@@ -57,11 +57,8 @@ func (a *app) clusterBefore(p *plan) error {
 		a.notice("--output %s has no {rank} or {host}: with %d ranks, ranks sharing a file system write the same file", a.opts.outputFile, id.WorldSize)
 	}
 
-	if c.startAt != "" && c.barrier != "" {
-		return usagef("--start-at and --barrier both given: use --start-at with synchronized clocks, --barrier without")
-	}
-	if c.barrierTimeout <= 0 {
-		return usagef("--barrier-timeout %v: must be positive", c.barrierTimeout)
+	if err := a.clusterUsage(a.results.hooks != nil); err != nil {
+		return err
 	}
 	switch {
 	case c.startAt != "":
@@ -84,6 +81,24 @@ func (a *app) clusterBefore(p *plan) error {
 			defer cancel()
 			return cluster.Barrier(ctx, addr, id)
 		}
+	}
+	return nil
+}
+
+// clusterUsage checks the start flags on their own; multi says the run is one of many
+// (a sweep point or a --repeat repetition), which sweep and --repeat check before the
+// first run.
+func (a *app) clusterUsage(multi bool) error {
+	c := &a.cluster
+	if c.startAt != "" && multi {
+		// Every point or repetition would wait for the same instant: all but the first late.
+		return usagef("--start-at %s: applies to a single run, not to a sweep or --repeat; use --barrier to line ranks up at every point", c.startAt)
+	}
+	if c.startAt != "" && c.barrier != "" {
+		return usagef("--start-at and --barrier both given: use --start-at with synchronized clocks, --barrier without")
+	}
+	if c.barrierTimeout <= 0 {
+		return usagef("--barrier-timeout %v: must be positive", c.barrierTimeout)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -61,7 +63,10 @@ model), or whose measured windows do not overlap, are refused with exit status 2
 			if format == "json" {
 				err = report.WriteJSON(w, m)
 			} else {
-				err = writeRunText(w, &m, report.TextOptions{LatencySummary: true})
+				err = writeMergeSummary(w, m.Merge)
+				if err == nil {
+					err = writeRunText(w, &m, report.TextOptions{LatencySummary: true})
+				}
 			}
 			if cerr := closeOut(); err == nil {
 				err = cerr
@@ -74,4 +79,16 @@ model), or whose measured windows do not overlap, are refused with exit status 2
 	f.StringVar(&output, "output", "", "write the merged result to FILE instead of stdout")
 	f.BoolVar(&force, "force", false, "merge runs whose configurations differ or whose windows do not overlap")
 	return cmd
+}
+
+// writeMergeSummary says what was merged before the merged report: the sources (ranks),
+// how far apart they started and the common window the rates cover.
+func writeMergeSummary(w io.Writer, mi *report.MergeInfo) error {
+	what := fmt.Sprintf("%d sources", mi.Sources)
+	if mi.WorldSize > 0 {
+		what = fmt.Sprintf("ranks 0..%d of a run across hosts", mi.WorldSize-1)
+	}
+	_, err := fmt.Fprintf(w, "Merged %s: start skew %.3f ms, common window %.3f s from %s\n",
+		what, mi.StartSkewSeconds*1e3, mi.CommonSeconds, mi.CommonStart)
+	return err
 }

@@ -175,6 +175,9 @@ func (a *app) repeatBench() error {
 	if err != nil {
 		return err
 	}
+	if err := a.clusterUsage(true); err != nil {
+		return err
+	}
 	if p.format != "text" && p.format != "json" {
 		return usagef("--repeat %d with --output-format %s: want text or json", a.results.repeat, p.format)
 	}

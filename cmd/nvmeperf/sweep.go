@@ -162,6 +162,9 @@ func (a *app) sweep(rawArgs []string) error {
 		if err != nil {
 			return fmt.Errorf("point %s: %w", pt.Params, err)
 		}
+		if err := run.clusterUsage(true); err != nil {
+			return err
+		}
 		// The worker count the run will have, when --cores did not set it.
 		if _, ok := coreSets[pt.Params.Workers]; !ok {
 			pt.Params.Workers = max(1, len(p.cores))
