@@ -245,8 +245,22 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 	var jobs []*job
 	var errs []error
 	seen := map[string]bool{}
-	for _, w := range workers {
+	jobWorker := map[*job]int{}
+	if measured {
+		res.Workers = make([]WorkerCPU, len(workers))
+	}
+	for wi, w := range workers {
 		jobs = append(jobs, w.jobs...)
+		for _, j := range w.jobs {
+			jobWorker[j] = wi
+		}
+		if measured {
+			c := WorkerCPU{Core: w.cpu, User: w.cpuUsed.user, System: w.cpuUsed.system}
+			for _, j := range w.jobs {
+				c.IOs += j.read.ios + j.read.errors + j.write.ios + j.write.errors
+			}
+			res.Workers[wi] = c
+		}
 		for _, err := range w.errs {
 			if !seen[err.Error()] {
 				seen[err.Error()] = true
@@ -265,6 +279,7 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 		res.Jobs[j.index] = Job{
 			Target: j.info,
 			Core:   j.core,
+			Worker: jobWorker[j],
 			QPairs: cfg.qpairs(),
 			Read:   j.read.export(),
 			Write:  j.write.export(),

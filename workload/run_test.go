@@ -577,3 +577,54 @@ func BenchmarkWorkerLoop(b *testing.B) {
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(m1.NumGC-m0.NumGC), "GCs")
 }
+
+// TestWorkerCPUExcludesWarmup: every worker reports its thread's CPU over the measured
+// phase only. A thread cannot use more CPU than the wall time it ran, so its figure
+// must not exceed the wall time from measure start to the end of the run; a spinning
+// worker that counted its 500 ms warm-up would.
+func TestWorkerCPUExcludesWarmup(t *testing.T) {
+	cpus := allowedCPUs(t)
+	cores := cpus[:min(2, len(cpus))]
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, Cores: cores,
+		Warmup: 500 * time.Millisecond, Duration: 200 * time.Millisecond}
+	begin := time.Now()
+	res := run(t, cfg, newFakeTarget("f", 1<<20, 512))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(res.Workers) != len(cores) {
+		t.Fatalf("%d worker CPU entries, want %d", len(res.Workers), len(cores))
+	}
+	// Wall time from the start of measurement to now bounds each thread's measured CPU.
+	sinceMeasure := time.Since(begin) - cfg.Warmup
+	var ios uint64
+	for i, w := range res.Workers {
+		if w.Core != cores[i] {
+			t.Errorf("worker %d: core %d, want %d", i, w.Core, cores[i])
+		}
+		used := w.User + w.System
+		if used <= 0 {
+			t.Errorf("worker %d: no CPU time counted for a busy loop", i)
+		}
+		if used > sinceMeasure+20*time.Millisecond { // getrusage rounds to ticks
+			t.Errorf("worker %d: %v CPU in %v of measured wall time: warm-up counted", i, used, sinceMeasure)
+		}
+		if w.IOs == 0 || w.NSPerIO() <= 0 {
+			t.Errorf("worker %d: %d I/Os, %v ns per I/O", i, w.IOs, w.NSPerIO())
+		}
+		ios += w.IOs
+	}
+	reads, writes, errs := totals(res)
+	if ios != reads+writes+errs {
+		t.Errorf("workers count %d I/Os, jobs %d", ios, reads+writes+errs)
+	}
+	for i, j := range res.Jobs {
+		if j.Worker < 0 || j.Worker >= len(res.Workers) || res.Workers[j.Worker].Core != j.Core {
+			t.Errorf("job %d: worker %d does not match its core %d", i, j.Worker, j.Core)
+		}
+	}
+	tot := res.TotalCPU()
+	if tot.IOs != ios || tot.User+tot.System <= 0 {
+		t.Errorf("total CPU %+v", tot)
+	}
+}

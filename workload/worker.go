@@ -121,6 +121,23 @@ type worker struct {
 
 	ios, bytes uint64 // this phase's totals, published once per iteration
 	pub        *published
+
+	// cpuStart is the thread's CPU time when it began measuring, cpuUsed what it used
+	// from then until its loop ended.
+	cpuStart, cpuUsed threadTimes
+}
+
+// threadTimes is the calling thread's user and system CPU time.
+type threadTimes struct{ user, system time.Duration }
+
+// threadCPU reads the calling OS thread's CPU time. A worker stays locked to its
+// thread from set-up to the end, so two readings on it are its own cost.
+func threadCPU() threadTimes {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return threadTimes{}
+	}
+	return threadTimes{user: time.Duration(ru.Utime.Nano()), system: time.Duration(ru.Stime.Nano())}
 }
 
 // Complete implements target.Handler: it only queues the request, so that all of an
@@ -213,6 +230,9 @@ func (w *worker) start() {
 	w.now = w.run.clock()
 	w.lastReap = w.now
 	w.measuring = w.run.phase.Load() == phaseMeasure
+	if w.measuring {
+		w.cpuStart = threadCPU()
+	}
 	for _, j := range w.jobs {
 		for qi, q := range j.queues {
 			for i := range j.reqs[qi] {
@@ -230,6 +250,10 @@ func (w *worker) loop() {
 	for w.step() {
 	}
 	w.finishedAt = w.run.clock()
+	if w.measuring {
+		end := threadCPU()
+		w.cpuUsed = threadTimes{user: end.user - w.cpuStart.user, system: end.system - w.cpuStart.system}
+	}
 	if err := w.closeQueues(); err != nil {
 		w.errs = append(w.errs, err)
 	}
@@ -312,6 +336,7 @@ func (w *worker) beginStop(now int64) {
 // phase and count there, as in spdk_nvme_perf.
 func (w *worker) resetStats() {
 	w.measuring = true
+	w.cpuStart = threadCPU()
 	for _, j := range w.jobs {
 		j.read.reset()
 		j.write.reset()
