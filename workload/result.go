@@ -55,7 +55,6 @@ func (r Result) TotalCPU() WorkerCPU {
 	return t
 }
 
-
 // Job is one worker's measurements for one target.
 type Job struct {
 	Target target.Info
