@@ -52,6 +52,9 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 			return err
 		}
 	}
+	if err := checkOutputPath("--cpuprofile", a.perf.cpuProfile, args); err != nil {
+		return err
+	}
 	meta := a.meta(p)
 
 	targets, err := a.openTargets(p, ids, args, fileSize)
@@ -84,9 +87,16 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		return err
 	}
 
+	stopProfile, err := a.startCPUProfile()
+	if err != nil {
+		return err
+	}
 	ctx, stop := a.interruptible()
 	defer stop()
 	res := workload.Run(ctx, targets, cfg)
+	if err := stopProfile(); err != nil {
+		a.notice("%v", err)
+	}
 	finish(res)
 	if cfg.Progress != nil {
 		fmt.Fprint(a.stderr, "\r\033[K")

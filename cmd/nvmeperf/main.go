@@ -66,6 +66,7 @@ type app struct {
 	stderr io.Writer
 	opts   options
 	compat compatOpts // spdk_nvme_perf options beyond opts (spdkcompat.go)
+	perf   perfOpts   // nvmeperf's own cost (cpuprofile.go)
 	status int
 	root   *cobra.Command
 	// probe lists local NVMe controllers; tests replace it.
@@ -143,6 +144,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.StringArrayVar(&o.labels, "label", nil, "key=value recorded in the JSON config (repeatable), e.g. --label ci_job=42")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress line or notices on stderr")
 	a.registerCompatFlags(f)
+	a.registerPerfFlags(f)
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
 	a.addCLIManners(root)
