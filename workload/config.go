@@ -113,8 +113,8 @@ func (c Config) Validate() error {
 	if c.QueueDepth < 1 {
 		return fmt.Errorf("workload: queue depth %d: must be at least 1", c.QueueDepth)
 	}
-	if c.QPairsPerTarget < 0 {
-		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) or more", c.QPairsPerTarget)
+	if c.QPairsPerTarget < 0 || c.QPairsPerTarget > maxQPairs {
+		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) to %d", c.QPairsPerTarget, maxQPairs)
 	}
 	if c.Duration < 0 || (c.Duration == 0 && c.NumIOs == 0) {
 		return fmt.Errorf("workload: duration %v: must be positive (or zero with a number of I/Os)", c.Duration)

@@ -26,6 +26,20 @@ const (
 	idleSleep = 20 * time.Microsecond
 )
 
+// A request's Tag holds its job's index within the worker above tagQueueBits and its
+// queue's index below, so a completion finds both with a shift and a mask instead of
+// two divisions per I/O.
+const (
+	tagQueueBits = 16
+	tagQueueMask = 1<<tagQueueBits - 1
+	maxQPairs    = 1 << tagQueueBits // queue pairs per target a worker can tell apart
+)
+
+// publishEvery is how often a worker stores its counters for the progress collector,
+// which reads them once a second: an atomic store is a locked instruction on amd64,
+// too dear to pay on every loop iteration when each iteration is one I/O.
+const publishEvery = int64(time.Millisecond)
+
 // runState is what workers and the coordinator share. Workers read it once per loop
 // iteration, never per I/O.
 type runState struct {
@@ -106,6 +120,11 @@ type worker struct {
 	run   *runState
 	jobs  []*job
 
+	// Copied from cfg once, so the per-I/O path reads worker fields only.
+	rotate    bool // more queue pairs than depth: each I/O goes to the next pair
+	verify    bool // verify mode is on
+	reportErr bool // ContinueOnError with an OnIOError callback
+
 	// done collects the requests Poll completed in this iteration; it has room for
 	// every request, so appending never allocates.
 	done []*target.Request
@@ -119,8 +138,9 @@ type worker struct {
 	errs          []error // failures in the order they happened
 	finishedAt    int64
 
-	ios, bytes uint64 // this phase's totals, published once per iteration
+	ios, bytes uint64 // this phase's totals, published about every publishEvery
 	pub        *published
+	pubAt      int64 // clock of the last publication
 
 	// cpuStart is the thread's CPU time when it began measuring, cpuUsed what it used
 	// from then until its loop ended.
@@ -146,7 +166,7 @@ func (w *worker) Complete(r *target.Request) {
 	w.done = append(w.done, r)
 }
 
-// Requests carry Tag = job index within the worker * qpairs + queue index, so a
+// Requests carry Tag = job index within the worker << tagQueueBits | queue index, so a
 // completion finds its job and queue without a lookup table.
 
 // setup pins the calling goroutine's thread and opens every job's queues on it.
@@ -160,6 +180,9 @@ func (w *worker) setup() error {
 	}
 	qpairs := w.cfg.qpairs()
 	rotate := w.cfg.rotating()
+	w.rotate = rotate
+	w.verify = w.cfg.Verify != VerifyOff
+	w.reportErr = w.cfg.ContinueOnError && w.cfg.OnIOError != nil
 	total := 0
 	for ji, j := range w.jobs {
 		j.nextQ = w.cfg.QueueDepth % qpairs
@@ -192,7 +215,7 @@ func (w *worker) setup() error {
 			j.queues = append(j.queues, q)
 			reqs := make([]target.Request, depth)
 			for i := range reqs {
-				reqs[i] = target.Request{Buf: i, Length: j.ioSize, Tag: ji*qpairs + qi}
+				reqs[i] = target.Request{Buf: i, Length: j.ioSize, Tag: ji<<tagQueueBits | qi}
 				if rotate {
 					reqs[i].Buf = qi // one request per pair at the start
 				}
@@ -295,9 +318,9 @@ func (w *worker) step() bool {
 			j.inflight = 0
 		}
 	}
-	w.pub.ios.Store(w.ios)
-	w.pub.bytes.Store(w.bytes)
-
+	if w.now-w.pubAt >= publishEvery {
+		w.publish()
+	}
 	if reaped > 0 {
 		w.lastReap = w.now
 	}
@@ -314,6 +337,13 @@ func (w *worker) step() bool {
 		time.Sleep(idleSleep)
 	}
 	return true
+}
+
+// publish stores the counters the progress collector reads.
+func (w *worker) publish() {
+	w.pubAt = w.now
+	w.pub.ios.Store(w.ios)
+	w.pub.bytes.Store(w.bytes)
 }
 
 // failJob takes a job whose device failed out of the run: the worker records the
@@ -345,6 +375,7 @@ func (w *worker) resetStats() {
 		j.recorded = 0
 	}
 	w.ios, w.bytes = 0, 0
+	w.publish() // at once: the collector must not take warm-up counts for measured ones
 }
 
 // submit starts r on q with the job's next offset and direction, unless the job's
@@ -366,7 +397,9 @@ func (w *worker) submit(j *job, q target.Queue, r *target.Request) {
 			r.Op = target.OpWrite
 		}
 	}
-	w.prepareVerify(j, q, r)
+	if w.verify {
+		w.prepareVerify(j, q, r)
+	}
 	r.Err = nil
 	r.Start = w.now
 	if err := q.Submit(r); err != nil {
@@ -381,8 +414,7 @@ func (w *worker) submit(j *job, q target.Queue, r *target.Request) {
 
 // complete accounts one completion and, unless stopping, resubmits the request.
 func (w *worker) complete(r *target.Request) {
-	qpairs := w.cfg.qpairs()
-	j := w.jobs[r.Tag/qpairs]
+	j := w.jobs[r.Tag>>tagQueueBits]
 	j.inflight--
 	w.outstanding--
 	record := !(w.measuring && j.limited && j.recorded >= j.limit)
@@ -394,7 +426,7 @@ func (w *worker) complete(r *target.Request) {
 		}
 		if r.Err != nil {
 			s.errors++
-			if w.cfg.ContinueOnError && w.cfg.OnIOError != nil {
+			if w.reportErr {
 				w.cfg.OnIOError(fmt.Errorf("%s %s at offset %d: %w", j.info.Name, r.Op, r.Offset, r.Err))
 			}
 			// Requests a failed device aborted are counted but do not stop the
@@ -419,20 +451,20 @@ func (w *worker) complete(r *target.Request) {
 			s.bytes += uint64(r.Length)
 			w.ios++
 			w.bytes += uint64(r.Length)
-			if r.Op == target.OpRead {
+			if w.verify && r.Op == target.OpRead {
 				w.checkVerify(j, r)
 			}
 		}
 	}
 	if !w.stopping && !j.failed {
-		qi := r.Tag % qpairs
-		if w.cfg.rotating() {
+		qi := r.Tag & tagQueueMask
+		if w.rotate {
 			qi = j.nextQ
 			j.nextQ++
-			if j.nextQ == qpairs {
+			if j.nextQ == len(j.queues) {
 				j.nextQ = 0
 			}
-			r.Tag = r.Tag - r.Tag%qpairs + qi
+			r.Tag = r.Tag&^tagQueueMask | qi
 		}
 		w.submit(j, j.queues[qi], r)
 	}
