@@ -101,8 +101,8 @@ func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *r
 			ioSize:    uint32(cfg.IOSize),
 			limited:   cfg.NumIOs > 0,
 			limit:     share(cfg.NumIOs, len(as), i),
-			read:      side{hist: NewLatencyHistogram()},
-			write:     side{hist: NewLatencyHistogram()},
+			read:      side{lat: newLatencyRecorder()},
+			write:     side{lat: newLatencyRecorder()},
 		}
 		w := workers[a.worker]
 		w.jobs = append(w.jobs, j)
@@ -294,7 +294,7 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 }
 
 func (s *side) export() Side {
-	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.hist}
+	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.lat.histogram()}
 }
 
 // collectProgress samples the workers' published counters about once a second and

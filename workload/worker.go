@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/nvmeperf/nvmeperf/driver/target"
@@ -74,12 +73,12 @@ type published struct {
 // side accumulates one direction of one job.
 type side struct {
 	ios, bytes, errors uint64
-	hist               *hdrhistogram.Histogram
+	lat                latencyRecorder
 }
 
 func (s *side) reset() {
 	s.ios, s.bytes, s.errors = 0, 0, 0
-	s.hist.Reset()
+	s.lat.reset()
 }
 
 // job is one worker driving one target through its queue pairs.
@@ -446,7 +445,7 @@ func (w *worker) complete(r *target.Request) {
 			} else if lat > LatencyHighest {
 				lat = LatencyHighest
 			}
-			_ = s.hist.RecordValue(lat) // cannot fail: lat is within the bounds
+			s.lat.record(lat)
 			s.ios++
 			s.bytes += uint64(r.Length)
 			w.ios++
