@@ -96,6 +96,16 @@ type Progress struct {
 	Bytes     uint64        // bytes moved in the current phase
 	IOPS      float64       // rate over the last sampling interval
 	MiBps     float64       // rate over the last sampling interval, MiB/s
+	// Workers is each worker thread's CPU use over the last sampling interval, in
+	// worker order; nil where the thread's CPU time cannot be read.
+	Workers []WorkerLoad
+}
+
+// WorkerLoad is the share of one CPU a worker thread used over a sampling interval.
+type WorkerLoad struct {
+	Core          int     // CPU the worker is pinned to; -1 when not pinned
+	UserPercent   float64 // user-mode share of one CPU, 0-100
+	SystemPercent float64 // kernel-mode share of one CPU, 0-100
 }
 
 // Validate checks the configuration on its own; Run additionally checks it against the

@@ -1,9 +1,12 @@
 package workload
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,6 +307,13 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 	defer tick.Stop()
 	var lastIOs, lastBytes uint64
 	lastAt := rs.clock()
+	lastCPU := make([]threadTimes, len(workers))
+	cpuOK := true
+	for i, w := range workers {
+		if lastCPU[i], cpuOK = taskCPU(w.tid); !cpuOK {
+			break
+		}
+	}
 	lastPhase := rs.phase.Load()
 	for {
 		select {
@@ -340,7 +350,51 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 			p.IOPS = float64(ios-lastIOs) / dt
 			p.MiBps = float64(bytes-lastBytes) / dt / (1 << 20)
 		}
+		if dt := time.Duration(now - lastAt); cpuOK && dt > 0 {
+			p.Workers = make([]WorkerLoad, len(workers))
+			for i, w := range workers {
+				t, ok := taskCPU(w.tid)
+				if !ok {
+					cpuOK, p.Workers = false, nil
+					break
+				}
+				p.Workers[i] = WorkerLoad{Core: w.cpu,
+					UserPercent:   100 * float64(t.user-lastCPU[i].user) / float64(dt),
+					SystemPercent: 100 * float64(t.system-lastCPU[i].system) / float64(dt)}
+				lastCPU[i] = t
+			}
+		}
 		lastIOs, lastBytes, lastAt = ios, bytes, now
 		cfg.Progress(p)
 	}
+}
+
+// userHZ is the unit of the CPU times in /proc/<pid>/task/<tid>/stat: USER_HZ, 100 on
+// every Linux architecture's user ABI.
+const userHZ = 100
+
+// taskCPU reads another thread's user and system CPU time from /proc (getrusage only
+// reads the calling thread's). The resolution is 1/USER_HZ, plenty for a once-a-second
+// percentage.
+func taskCPU(tid int) (threadTimes, bool) {
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/stat")
+	if err != nil {
+		return threadTimes{}, false
+	}
+	// The command name (field 2) may hold spaces; the fields after it are plain.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return threadTimes{}, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 13 { // f[0] is field 3 (state); utime is field 14, stime 15
+		return threadTimes{}, false
+	}
+	u, err1 := strconv.ParseUint(string(f[11]), 10, 64)
+	s, err2 := strconv.ParseUint(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return threadTimes{}, false
+	}
+	tick := time.Second / userHZ
+	return threadTimes{user: time.Duration(u) * tick, system: time.Duration(s) * tick}, true
 }

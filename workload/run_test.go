@@ -486,6 +486,22 @@ func TestProgressReportsPhases(t *testing.T) {
 	if m.Warmup || m.IOs == 0 || m.Elapsed <= 0 || m.Remaining != max(0, cfg.Duration-m.Elapsed) {
 		t.Errorf("measure report %+v", m)
 	}
+	// The worker spins on its queue, so its thread shows CPU use; a share above 100%
+	// of one CPU (plus a tick of rounding) would mean the wrong thread was read.
+	busy := 0.0
+	for _, p := range got {
+		if len(p.Workers) != 1 || p.Workers[0].Core != -1 {
+			t.Fatalf("report %+v: want one unpinned worker's load", p)
+		}
+		l := p.Workers[0]
+		if l.UserPercent < 0 || l.SystemPercent < 0 || l.UserPercent+l.SystemPercent > 102 {
+			t.Errorf("worker load %+v", l)
+		}
+		busy += l.UserPercent + l.SystemPercent
+	}
+	if busy == 0 {
+		t.Error("no CPU use reported for a spinning worker")
+	}
 }
 
 func TestStopDuringWarmupMeasuresNothing(t *testing.T) {

@@ -115,6 +115,7 @@ type job struct {
 type worker struct {
 	index int
 	cpu   int
+	tid   int // its OS thread, for the progress collector's CPU readings
 	cfg   *Config
 	run   *runState
 	jobs  []*job
@@ -170,6 +171,7 @@ func (w *worker) Complete(r *target.Request) {
 
 // setup pins the calling goroutine's thread and opens every job's queues on it.
 func (w *worker) setup() error {
+	w.tid = unix.Gettid()
 	if w.cpu >= 0 {
 		var set unix.CPUSet
 		set.Set(w.cpu)
