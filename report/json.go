@@ -383,29 +383,31 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		d.Total.Verify = &totalVerify
 	}
 
-	d.Status, d.Error = statusOf(status, res, a.errors, totalVerify.Mismatched)
+	d.Status, d.Error = statusOf(status, meta, res)
 	return d
 }
 
-// statusOf derives or normalizes the status and the error text.
-func statusOf(status string, res workload.Result, ioErrors, mismatches uint64) (string, string) {
+// BuildVerdict is Build with the verdict Judge gave: status and error come from v, so
+// the document says exactly what the process's exit status says.
+func BuildVerdict(meta Meta, res workload.Result, v Verdict) Document {
+	d := Build(meta, res, v.Status)
+	d.Status, d.Error = v.Status, v.Error
+	return d
+}
+
+// statusOf derives (with Judge) or normalizes the status and the error text.
+func statusOf(status string, meta Meta, res workload.Result) (string, string) {
+	if status == "" {
+		f := Facts{Result: res}
+		if meta.Config.Verify {
+			f.Verify = workload.VerifyWriteCheck
+		}
+		v := Judge(f)
+		return v.Status, v.Error
+	}
 	errText := ""
 	if res.Err != nil {
 		errText = res.Err.Error()
-	}
-	if status == "" {
-		switch {
-		case res.Err != nil:
-			status = StatusError + ": " + errText
-		case mismatches > 0:
-			status = StatusVerifyFailed
-		case res.Interrupted:
-			status = StatusInterrupted
-		case ioErrors > 0:
-			status = StatusIOErrors
-		default:
-			status = StatusOK
-		}
 	}
 	if errText == "" {
 		for _, prefix := range []string{StatusDeviceFailed, StatusError} {

@@ -303,8 +303,9 @@ func TestJSONEmptySidesAreZeroNotNaN(t *testing.T) {
 			t.Errorf("%s: empty histogram decodes to %v, %v", name, h, err)
 		}
 	}
-	if d.Status != StatusOK || len(d.Warnings) != 0 {
-		t.Errorf("status %q warnings %v, want ok and none", d.Status, d.Warnings)
+	// A run that completed nothing measured nothing: never "ok" (report.Judge).
+	if !strings.HasPrefix(d.Status, StatusError+": no I/O completed") || len(d.Warnings) != 0 {
+		t.Errorf("status %q warnings %v, want the no-I/O error and none", d.Status, d.Warnings)
 	}
 	if d.Config.Cores == nil || d.CommandLine == nil || d.Config.Targets == nil {
 		t.Error("nil slices would encode as null; want []")
@@ -327,9 +328,9 @@ func TestBuildStatus(t *testing.T) {
 		wantError  string
 	}{
 		{"derived ok", clean, "", "ok", ""},
-		{"derived io errors", withErrors, "", "io_errors", ""},
+		{"derived io errors", withErrors, "", "io_errors", "2 I/Os failed"},
 		{"derived interrupted", interrupted, "", "interrupted", ""},
-		{"derived error", failed, "", "error: sim: injected controller failure", "sim: injected controller failure"},
+		{"derived error with failed I/Os", failed, "", "io_errors", "sim: injected controller failure"},
 		{"given device failure", clean, "device_failed: CSTS.CFS set", "device_failed: CSTS.CFS set", "CSTS.CFS set"},
 		{"given error", clean, "error: cannot open /dev/nvme0n1", "error: cannot open /dev/nvme0n1", "cannot open /dev/nvme0n1"},
 		{"given status, Err wins the error text", failed, "device_failed: CSTS.CFS set", "device_failed: CSTS.CFS set", "sim: injected controller failure"},

@@ -78,13 +78,22 @@ type Config struct {
 
 	Verify VerifyMode
 
+	// IOUnitSize, when > 0, makes targets that can split I/O send every I/O as
+	// commands of at most this many bytes (spdk_nvme_perf -O); a multiple of every
+	// target's LBA size, at most IOSize. 0 = one command per I/O where possible.
+	IOUnitSize int
+	// Protection is the end-to-end protection information handling asked of targets
+	// formatted with PI (spdk_nvme_perf -e).
+	Protection target.Protection
+
 	// DrainTimeout bounds how long stopping workers wait for in-flight I/Os before
 	// giving up on a device that stopped answering; 0 = DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
-	// Progress, when set, is called about once a second from a collector goroutine
-	// (never from a worker).
-	Progress func(Progress)
+	// Progress, when set, is called every ProgressInterval (0 = one second) from a
+	// collector goroutine (never from a worker).
+	Progress         func(Progress)
+	ProgressInterval time.Duration
 }
 
 // Progress is a snapshot of a running workload.
@@ -94,8 +103,8 @@ type Progress struct {
 	Warmup    bool          // the current phase is warm-up (its numbers are discarded)
 	IOs       uint64        // I/Os completed in the current phase, all workers
 	Bytes     uint64        // bytes moved in the current phase
-	IOPS      float64       // rate over the last sampling interval
-	MiBps     float64       // rate over the last sampling interval, MiB/s
+	IOPS      float64       // rate over the last window of at least MinRateWindow; 0 = not known yet
+	MiBps     float64       // the same in MiB/s
 	// Workers is each worker thread's CPU use over the last sampling interval, in
 	// worker order; nil where the thread's CPU time cannot be read.
 	Workers []WorkerLoad
@@ -175,6 +184,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("workload: verify mode %d: accepted are off, write-check, read-only", uint8(c.Verify))
 	}
+	if c.IOUnitSize < 0 || c.IOUnitSize > c.IOSize || c.IOUnitSize%4 != 0 {
+		return fmt.Errorf("workload: I/O unit size %d: must be 0 (the I/O size) or a multiple of 4 bytes up to the I/O size %d", c.IOUnitSize, c.IOSize)
+	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("workload: drain timeout %v: must not be negative", c.DrainTimeout)
 	}
@@ -186,6 +198,13 @@ func (c Config) qpairs() int {
 		return 1
 	}
 	return c.QPairsPerTarget
+}
+
+func (c Config) progressInterval() time.Duration {
+	if c.ProgressInterval <= 0 {
+		return time.Second
+	}
+	return c.ProgressInterval
 }
 
 func (c Config) drainTimeout() time.Duration {

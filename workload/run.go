@@ -58,6 +58,9 @@ func checkTargets(targets []target.Target, cfg *Config) ([]target.Info, error) {
 		if cfg.IOSize%int(info.LBASize) != 0 {
 			return nil, fmt.Errorf("workload: I/O size %d: must be a multiple of the LBA size %d of target %s", cfg.IOSize, info.LBASize, info.Name)
 		}
+		if cfg.IOUnitSize%int(info.LBASize) != 0 {
+			return nil, fmt.Errorf("workload: I/O unit size %d: must be a multiple of the LBA size %d of target %s", cfg.IOUnitSize, info.LBASize, info.Name)
+		}
 		if cfg.Verify != VerifyOff {
 			if err := verify.ValidateLBASize(int(info.LBASize)); err != nil {
 				return nil, fmt.Errorf("workload: verify mode %s on target %s: %w", cfg.Verify, info.Name, err)
@@ -300,20 +303,21 @@ func (s *side) export() Side {
 	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.lat.histogram()}
 }
 
-// collectProgress samples the workers' published counters about once a second and
-// hands a Progress to cfg.Progress until stop is closed.
+// MinRateWindow is the shortest interval a progress rate is computed over: right after
+// warm-up ends (or a sample that came early) the window can be microseconds long, and
+// the I/Os that completed in it would read as billions of IOPS. Until a window this long
+// has passed in the current phase, Progress.IOPS and MiBps are 0 (unknown).
+const MinRateWindow = 100 * time.Millisecond
+
+// collectProgress samples the workers' published counters every cfg.progressInterval()
+// and hands a Progress to cfg.Progress until stop is closed.
 func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(cfg.progressInterval())
 	defer tick.Stop()
-	var lastIOs, lastBytes uint64
-	lastAt := rs.clock()
-	lastCPU := make([]threadTimes, len(workers))
-	cpuOK := true
-	for i, w := range workers {
-		if lastCPU[i], cpuOK = taskCPU(w.tid); !cpuOK {
-			break
-		}
-	}
+	var r rateWindow
+	r.reset(rs.clock())
+	var iops, mibps float64
+	cpu := newLoadSampler(workers, rs.clock())
 	lastPhase := rs.phase.Load()
 	for {
 		select {
@@ -329,7 +333,8 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 			bytes += w.pub.bytes.Load()
 		}
 		if phase != lastPhase { // counters restarted with the phase
-			lastIOs, lastBytes, lastAt = 0, 0, rs.measureStart.Load()
+			r.reset(rs.measureStart.Load())
+			iops, mibps = 0, 0
 			lastPhase = phase
 		}
 		var p Progress
@@ -344,29 +349,75 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 			}
 		}
 		p.IOs, p.Bytes = ios, bytes
-		// A worker may not have noticed a phase change yet; never report a negative
-		// rate.
-		if dt := time.Duration(now - lastAt).Seconds(); dt > 0 && ios >= lastIOs && bytes >= lastBytes {
-			p.IOPS = float64(ios-lastIOs) / dt
-			p.MiBps = float64(bytes-lastBytes) / dt / (1 << 20)
+		if i, m, ok := r.sample(now, ios, bytes); ok {
+			iops, mibps = i, m
 		}
-		if dt := time.Duration(now - lastAt); cpuOK && dt > 0 {
-			p.Workers = make([]WorkerLoad, len(workers))
-			for i, w := range workers {
-				t, ok := taskCPU(w.tid)
-				if !ok {
-					cpuOK, p.Workers = false, nil
-					break
-				}
-				p.Workers[i] = WorkerLoad{Core: w.cpu,
-					UserPercent:   100 * float64(t.user-lastCPU[i].user) / float64(dt),
-					SystemPercent: 100 * float64(t.system-lastCPU[i].system) / float64(dt)}
-				lastCPU[i] = t
-			}
-		}
-		lastIOs, lastBytes, lastAt = ios, bytes, now
+		p.IOPS, p.MiBps = iops, mibps
+		p.Workers = cpu.sample(now)
 		cfg.Progress(p)
 	}
+}
+
+// rateWindow turns counter samples into rates over windows of at least MinRateWindow.
+type rateWindow struct {
+	at         int64 // clock of the window's start
+	ios, bytes uint64
+}
+
+func (r *rateWindow) reset(at int64) { *r = rateWindow{at: at} }
+
+// sample returns the rates since the window's start and starts a new window, or ok false
+// when the window is shorter than MinRateWindow (or counters went backwards because a
+// worker has not noticed a phase change yet: never a negative rate).
+func (r *rateWindow) sample(now int64, ios, bytes uint64) (iops, mibps float64, ok bool) {
+	dt := time.Duration(now - r.at)
+	if dt < MinRateWindow || ios < r.ios || bytes < r.bytes {
+		return 0, 0, false
+	}
+	iops = float64(ios-r.ios) / dt.Seconds()
+	mibps = float64(bytes-r.bytes) / dt.Seconds() / (1 << 20)
+	r.at, r.ios, r.bytes = now, ios, bytes
+	return iops, mibps, true
+}
+
+// loadSampler turns readings of the worker threads' CPU times into per-interval shares.
+type loadSampler struct {
+	workers []*worker
+	last    []threadTimes
+	at      int64
+	ok      bool // false once a thread's CPU time could not be read: no more samples
+}
+
+func newLoadSampler(workers []*worker, now int64) *loadSampler {
+	l := &loadSampler{workers: workers, last: make([]threadTimes, len(workers)), at: now, ok: true}
+	for i, w := range workers {
+		if l.last[i], l.ok = taskCPU(w.tid); !l.ok {
+			break
+		}
+	}
+	return l
+}
+
+// sample returns each worker's CPU share since the previous sample, or nil.
+func (l *loadSampler) sample(now int64) []WorkerLoad {
+	dt := float64(now - l.at)
+	if !l.ok || dt <= 0 {
+		return nil
+	}
+	out := make([]WorkerLoad, len(l.workers))
+	for i, w := range l.workers {
+		t, ok := taskCPU(w.tid)
+		if !ok {
+			l.ok = false
+			return nil
+		}
+		out[i] = WorkerLoad{Core: w.cpu,
+			UserPercent:   100 * float64(t.user-l.last[i].user) / dt,
+			SystemPercent: 100 * float64(t.system-l.last[i].system) / dt}
+		l.last[i] = t
+	}
+	l.at = now
+	return out
 }
 
 // userHZ is the unit of the CPU times in /proc/<pid>/task/<tid>/stat: USER_HZ, 100 on

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -466,41 +467,144 @@ func TestQueuePairsAndBufferOffset(t *testing.T) {
 	}
 }
 
+// TestProgressReportsPhases waits for conditions, not for time: each run ends (by
+// cancelling) as soon as the reports it looks for arrived, with a generous deadline, so
+// a loaded machine only makes it slower.
 func TestProgressReportsPhases(t *testing.T) {
-	ft := newFakeTarget("f", 1<<20, 512)
-	ft.latency = 50 * time.Microsecond
-	var got []Progress
-	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Warmup: 1100 * time.Millisecond, Duration: 1100 * time.Millisecond,
-		Progress: func(p Progress) { got = append(got, p) }}
-	res := run(t, cfg, ft)
-	if res.Err != nil {
-		t.Fatal(res.Err)
+	collect := func(cfg Config, done func(Progress) bool) []Progress {
+		t.Helper()
+		ft := newFakeTarget("f", 1<<20, 512)
+		ft.latency = 50 * time.Microsecond
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var mu sync.Mutex
+		var got []Progress
+		finished := false
+		cfg.ProgressInterval = 10 * time.Millisecond
+		cfg.Progress = func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, p)
+			if !finished && done(p) {
+				finished = true
+				cancel()
+			}
+		}
+		res := runCtx(t, ctx, cfg, ft)
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			t.Fatalf("the reports looked for did not come within 60 s (%d reports, err %v)", len(got), res.Err)
+		}
+		return got
 	}
-	if len(got) < 2 {
-		t.Fatalf("%d progress reports in 2.2 s, want 2", len(got))
-	}
-	w, m := got[0], got[len(got)-1]
-	if !w.Warmup || w.IOs == 0 || w.Bytes != 512*w.IOs || w.IOPS <= 0 || w.MiBps <= 0 || w.Remaining != max(0, cfg.Warmup-w.Elapsed) {
+	// Warm-up: reports say so, count I/Os and, once a window of MinRateWindow passed,
+	// give a rate.
+	got := collect(Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Warmup: time.Hour, Duration: time.Hour},
+		func(p Progress) bool { return p.IOPS > 0 })
+	w := got[len(got)-1]
+	if !w.Warmup || w.IOs == 0 || w.Bytes != 512*w.IOs || w.IOPS <= 0 || w.MiBps <= 0 || w.Remaining != max(0, time.Hour-w.Elapsed) {
 		t.Errorf("warm-up report %+v", w)
 	}
-	if m.Warmup || m.IOs == 0 || m.Elapsed <= 0 || m.Remaining != max(0, cfg.Duration-m.Elapsed) {
+	for _, p := range got {
+		if p.IOPS > 0 && p.Elapsed < MinRateWindow {
+			t.Errorf("a rate %v after only %v of the phase", p.IOPS, p.Elapsed)
+		}
+	}
+	// Measurement after a short warm-up: the first reports of the phase give no rate
+	// until a window of MinRateWindow has passed, so never billions of IOPS.
+	got = collect(Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Warmup: time.Millisecond, Duration: time.Hour},
+		func(p Progress) bool { return !p.Warmup && p.IOPS > 0 })
+	m := got[len(got)-1]
+	if m.Warmup || m.IOs == 0 || m.Elapsed <= 0 || m.Remaining != max(0, time.Hour-m.Elapsed) {
 		t.Errorf("measure report %+v", m)
 	}
-	// The worker spins on its queue, so its thread shows CPU use; a share above 100%
-	// of one CPU (plus a tick of rounding) would mean the wrong thread was read.
-	busy := 0.0
 	for _, p := range got {
-		if len(p.Workers) != 1 || p.Workers[0].Core != -1 {
-			t.Fatalf("report %+v: want one unpinned worker's load", p)
+		if !p.Warmup && p.IOPS > 0 && p.Elapsed < MinRateWindow {
+			t.Errorf("measure report with a rate after %v: %+v", p.Elapsed, p)
 		}
-		l := p.Workers[0]
-		if l.UserPercent < 0 || l.SystemPercent < 0 || l.UserPercent+l.SystemPercent > 102 {
+	}
+}
+
+// TestRateWindow: a rate needs a window of MinRateWindow; a window of microseconds
+// (right after a phase change) gives none instead of billions of IOPS.
+func TestRateWindow(t *testing.T) {
+	var r rateWindow
+	r.reset(0)
+	if _, _, ok := r.sample(int64(5*time.Microsecond), 1000, 512000); ok {
+		t.Error("a rate over a 5 µs window")
+	}
+	iops, mibps, ok := r.sample(int64(MinRateWindow), 1000, 1000<<20)
+	if !ok || iops != 1000/MinRateWindow.Seconds() || mibps != 1000/MinRateWindow.Seconds() {
+		t.Errorf("rate over %v: %v IOPS %v MiB/s ok %v", MinRateWindow, iops, mibps, ok)
+	}
+	if _, _, ok := r.sample(int64(MinRateWindow)+int64(time.Second), 10, 10); ok {
+		t.Error("a rate from counters that went backwards")
+	}
+}
+
+// TestIdleWorkerNeverSleeps: a worker whose I/Os are slow keeps polling. The old idle
+// back-off slept (time.Sleep(20µs), in practice about 1.1 ms) on every empty iteration
+// after 1 ms idle. Sleeping blocks the worker's locked thread: a voluntary context
+// switch per iteration, which the kernel counts for the thread (RUSAGE_THREAD). Load
+// on the machine only adds involuntary switches, so the count does not depend on it.
+func TestIdleWorkerNeverSleeps(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ft := newFakeTarget("f", 1<<20, 512)
+	ft.latency = time.Hour // nothing completes
+	w := newTestWorker(t, Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Duration: time.Hour}, ft)
+	defer w.closeQueues()
+	w.lastReap = w.run.clock() - int64(time.Second) // idle for a second already
+	var before, after unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &before); err != nil {
+		t.Skipf("RUSAGE_THREAD: %v", err)
+	}
+	const steps = 5000
+	for i := 0; i < steps; i++ {
+		if !w.step() {
+			t.Fatal("worker finished with I/Os outstanding")
+		}
+	}
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &after); err != nil {
+		t.Fatal(err)
+	}
+	// A garbage collection or the race detector may block the thread a few times.
+	if blocked := after.Nvcsw - before.Nvcsw; blocked > steps/10 {
+		t.Errorf("the worker's thread blocked %d times in %d idle iterations: it sleeps instead of polling", blocked, steps)
+	}
+}
+
+// TestProgressShowsWorkerCPU: progress reports carry each worker thread's CPU share.
+// The worker spins on its queue, so its thread shows CPU use; a share above 100% of
+// one CPU (plus a tick of rounding) would mean the wrong thread was read. The run ends
+// as soon as a report with CPU use arrived, within a generous deadline.
+func TestProgressShowsWorkerCPU(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var loads []WorkerLoad
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Duration: time.Hour, ProgressInterval: 200 * time.Millisecond,
+		Progress: func(p Progress) {
+			if len(p.Workers) != 1 {
+				t.Errorf("report %+v: want one worker's load", p)
+				cancel()
+				return
+			}
+			loads = append(loads, p.Workers[0])
+			if l := p.Workers[0]; l.UserPercent+l.SystemPercent > 0 {
+				cancel()
+			}
+		}}
+	runCtx(t, ctx, cfg, newFakeTarget("f", 1<<20, 512))
+	busy := false
+	for _, l := range loads {
+		if l.Core != -1 || l.UserPercent < 0 || l.SystemPercent < 0 || l.UserPercent+l.SystemPercent > 110 {
 			t.Errorf("worker load %+v", l)
 		}
-		busy += l.UserPercent + l.SystemPercent
+		busy = busy || l.UserPercent+l.SystemPercent > 0
 	}
-	if busy == 0 {
-		t.Error("no CPU use reported for a spinning worker")
+	if !busy {
+		t.Errorf("no CPU use in %d reports for a spinning worker", len(loads))
 	}
 }
 

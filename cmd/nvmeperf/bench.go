@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/bits"
 	"os"
 	"os/signal"
 	"runtime"
@@ -25,11 +27,15 @@ import (
 	"github.com/nvmeperf/nvmeperf/workload"
 )
 
-// Statuses beyond those package report defines.
-const statusVerifyFailed = "verify_failed"
-
-// bench runs the benchmark the flags describe.
+// bench runs the benchmark the flags describe. Its order is what keeps data safe and
+// the verdict honest: every check that can refuse the command line (flags, transport
+// IDs, what may be written) runs before anything is opened; the report file is opened
+// and checked before any target; targets are opened before any I/O; a signal at any
+// of these phases still ends in a report with status interrupted.
 func (a *app) bench(_ *cobra.Command, args []string) error {
+	ctx, stop := a.interruptible()
+	defer stop()
+
 	if err := a.compatBefore(); err != nil {
 		return err
 	}
@@ -38,13 +44,9 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ids []trid.ID
-	for _, s := range a.opts.trids {
-		id, err := trid.Parse(s)
-		if err != nil {
-			return usagef("-r %q: %v", s, err)
-		}
-		ids = append(ids, id)
+	ids, err := a.parseTRIDs(p)
+	if err != nil {
+		return err
 	}
 	var fileSize int64
 	if a.opts.fileSize != "" {
@@ -52,32 +54,65 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 			return err
 		}
 	}
-	if err := checkOutputPath("--cpuprofile", a.perf.cpuProfile, args); err != nil {
+	if err := a.checkKernelTargets(p, args, fileSize); err != nil {
 		return err
 	}
 	meta := a.meta(p)
-
-	targets, err := a.openTargets(p, ids, args, fileSize)
-	if err != nil {
-		a.writeFailure(meta, p, "error: "+err.Error())
+	if err := a.openOutput(); err != nil {
 		return err
 	}
+	if err := a.openCPUProfile(); err != nil {
+		return err
+	}
+
+	a.hook("open")
+	targets, err := a.openTargets(p, ids, args, fileSize)
+	if err != nil {
+		// JSON: the failure document goes where the report would have (--output was
+		// checked); text: a report file this run created stays empty, so it goes.
+		a.writeFailure(meta, p, report.Verdict{Status: report.StatusError + ": " + err.Error(), Error: err.Error(), Exit: exitFailed})
+		a.removeCreatedOutput()
+		return err
+	}
+	var runErr error
+	ran := false
 	defer func() {
 		for _, t := range targets {
 			if err := t.Close(); err != nil {
 				a.notice("closing %s: %v", t.Info().Name, err)
 			}
 		}
+		if !ran {
+			// No I/O was done (a refusal found late, or a signal while opening): the
+			// files this run created for --size go again.
+			a.removeCreatedTargets(targets)
+		}
 	}()
+	if err := a.checkOutputAgainst(args); err != nil {
+		runErr = err
+		return err
+	}
 	for _, t := range targets {
 		meta.Config.Targets = append(meta.Config.Targets, targetLabel(t.Info()))
+		if lba := int(t.Info().LBASize); p.cfg.IOUnitSize > 0 && lba > 0 && p.cfg.IOUnitSize%lba != 0 {
+			err := usagef("-O %s: io unit size must be a multiple of the LBA size; %s has %d-byte blocks", a.opts.ioUnitSize, t.Info().Name, lba)
+			runErr = err
+			return err // a usage error: run() writes its JSON document to stdout
+		}
 	}
 
 	cfg := p.cfg
 	if a.opts.set("number-ios") {
 		// spdk_nvme_perf's -d counts I/Os per namespace per core; the engine takes a
 		// total that it splits evenly over the jobs.
-		cfg.NumIOs = a.opts.numIOs * uint64(max(len(targets), max(1, len(cfg.Cores))))
+		jobs := uint64(max(len(targets), max(1, len(cfg.Cores))))
+		hi, total := bits.Mul64(a.opts.numIOs, jobs)
+		if hi != 0 {
+			runErr = usagef("-d %d: I/Os per namespace per core times %d jobs (namespaces × cores) exceeds 2^64-1; the largest -d for this run is %d",
+				a.opts.numIOs, jobs, math.MaxUint64/jobs)
+			return runErr
+		}
+		cfg.NumIOs = total
 	}
 	if isTerminal(a.stderr) && !a.opts.quiet {
 		cfg.Progress = a.progressLine
@@ -87,47 +122,33 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		return err
 	}
 
-	stopProfile, err := a.startCPUProfile()
-	if err != nil {
-		return err
+	a.hook("run")
+	var res workload.Result
+	if ctx.Err() != nil {
+		// Interrupted while the targets were opening: no I/O was done.
+		res = workload.Result{Start: time.Now(), Interrupted: true}
+	} else {
+		ran = true
+		stopProfile := a.startCPUProfile()
+		res = workload.Run(ctx, targets, cfg)
+		if err := stopProfile(); err != nil {
+			a.notice("%v", err)
+		}
 	}
-	ctx, stop := a.interruptible()
-	defer stop()
-	res := workload.Run(ctx, targets, cfg)
-	if err := stopProfile(); err != nil {
-		a.notice("%v", err)
+	if ran {
+		finish(res)
 	}
-	finish(res)
 	if cfg.Progress != nil {
 		fmt.Fprint(a.stderr, "\r\033[K")
 	}
-	status, code := a.outcome(res)
-	a.status = code
-	return a.writeReport(meta, p, res, status)
-}
-
-// outcome decides the JSON status and the exit status of a finished run.
-func (a *app) outcome(res workload.Result) (string, int) {
-	var ioErrors, mismatches uint64
-	for _, j := range res.Jobs {
-		ioErrors += j.Read.Errors + j.Write.Errors
-		mismatches += j.Verify.Mismatched
-	}
-	switch {
-	case res.Err != nil && errors.Is(res.Err, nvme.ErrFailed):
-		return report.StatusDeviceFailed + ": " + res.Err.Error(), exitFailed
-	case res.Err != nil && ioErrors > 0:
-		return report.StatusIOErrors, exitFailed
-	case res.Err != nil:
-		return report.StatusError + ": " + res.Err.Error(), exitFailed
-	case mismatches > 0:
-		return statusVerifyFailed, exitFailed
-	case res.Interrupted:
-		return report.StatusInterrupted, exitSignal2
-	case ioErrors > 0 && !a.opts.continueOnErr:
-		return report.StatusIOErrors, exitFailed
-	}
-	return report.StatusOK, exitOK
+	v := report.Judge(report.Facts{
+		Result:          res,
+		ContinueOnError: p.cfg.ContinueOnError,
+		Verify:          p.cfg.Verify,
+		DeviceFailed:    res.Err != nil && errors.Is(res.Err, nvme.ErrFailed),
+	})
+	a.status = v.Exit
+	return a.writeReport(meta, p, res, v)
 }
 
 func (a *app) meta(p *plan) report.Meta {
@@ -148,61 +169,61 @@ func (a *app) meta(p *plan) report.Meta {
 	}
 }
 
-// writeReport writes the text or JSON report to stdout or --output.
-func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, status string) error {
-	w, closeOut, err := a.output()
-	if err != nil {
-		return err
-	}
+// writeReport writes the text or JSON report to stdout or --output, and says on stderr
+// (in either format) when the run is not ok.
+func (a *app) writeReport(meta report.Meta, p *plan, res workload.Result, v report.Verdict) error {
+	return a.writeReportTo(meta, p, res, v, true)
+}
+
+// writeReportTo is writeReport; announce false leaves the stderr line to the caller
+// (a run that never started says its error once).
+func (a *app) writeReportTo(meta report.Meta, p *plan, res workload.Result, v report.Verdict, announce bool) error {
+	w := a.reportWriter()
+	var err error
 	if p.format == "json" {
-		err = report.WriteJSON(w, report.Build(meta, res, status))
+		err = report.WriteJSON(w, report.BuildVerdict(meta, res, v))
 	} else if p.format == "fio-json" {
 		err = a.writeFioReport(w, meta, res)
 	} else {
 		err = report.WriteText(w, res, report.TextOptions{
 			LatencySummary: p.latency >= 1, Buckets: p.latency >= 2, Mixed: p.cfg.Pattern.Mixed(),
 		})
-		if err == nil && status != report.StatusOK {
-			fmt.Fprintf(a.stderr, "nvmeperf: run status: %s\n", status)
-		}
 		if err == nil {
-			err = a.writeJSONSide(meta, p, res, status)
+			err = a.writeJSONSide(meta, p, res, v)
 		}
 	}
-	if cerr := closeOut(); err == nil {
+	a.reportWritten = true
+	if !v.OK() && announce {
+		fmt.Fprintf(a.stderr, "nvmeperf: run status: %s\n", v.OneLine())
+	}
+	if cerr := a.closeOutput(); err == nil {
 		err = cerr
+	}
+	if err != nil && a.opts.outputFile != "" {
+		return fmt.Errorf("--output %s: %w", a.opts.outputFile, err)
 	}
 	return err
 }
 
-func (a *app) output() (io.Writer, func() error, error) {
-	if a.opts.outputFile == "" {
-		return a.stdout, func() error { return nil }, nil
-	}
-	f, err := os.Create(a.opts.outputFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--output %s: %w", a.opts.outputFile, err)
-	}
-	return f, f.Close, nil
-}
-
 // writeFailure writes a JSON document for a run that could not start, so that a CI
 // consumer always gets one.
-func (a *app) writeFailure(meta report.Meta, p *plan, status string) {
+func (a *app) writeFailure(meta report.Meta, p *plan, v report.Verdict) {
 	if p.format != "json" {
 		return
 	}
-	_ = a.writeReport(meta, p, workload.Result{Start: time.Now()}, status)
+	_ = a.writeReportTo(meta, p, workload.Result{Start: time.Now()}, v, false)
 }
 
-// writeFailureJSON is writeFailure for usage errors, when no plan exists.
-func (a *app) writeFailureJSON(status string) {
-	if strings.ToLower(a.opts.outputFormat) != "json" {
+// writeFailureJSON is writeFailure for usage errors: the document goes to stdout, since
+// --output may be the very thing that was refused.
+func (a *app) writeFailureJSON(v report.Verdict) {
+	if !a.jsonAsked() || a.reportWritten {
 		return
 	}
-	p := &plan{format: "json"}
+	a.removeCreatedOutput()
+	a.closeOutput()
 	meta := report.Meta{Version: version, CommandLine: a.args, Host: report.HostInfo()}
-	a.writeFailure(meta, p, report.StatusError+": "+status)
+	_ = report.WriteJSON(a.stdout, report.BuildVerdict(meta, workload.Result{Start: time.Now()}, v))
 }
 
 // openTargets opens the -r transport IDs and the kernel devices; with neither it probes
@@ -221,6 +242,7 @@ func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64
 		for _, t := range targets {
 			t.Close()
 		}
+		a.removeCreatedTargets(targets)
 		return nil, err
 	}
 	for _, id := range ids {
@@ -310,18 +332,18 @@ func targetLabel(i target.Info) string {
 	return i.Name
 }
 
-// interruptible returns a context cancelled by the first Ctrl-C (or SIGTERM): the run
+// interruptible returns a context cancelled by the first Ctrl-C (or SIGTERM, SIGHUP): the run
 // stops submitting, drains and reports. A second one exits at once.
 func (a *app) interruptible() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP) // SIGHUP: a lost terminal still gets --output written
 	done := make(chan struct{})
 	var once sync.Once
 	go func() {
 		select {
 		case <-sigs:
-			a.notice("interrupted: draining in-flight I/O and reporting what was measured (Ctrl-C again to exit at once)")
+			a.notice("interrupted: stopping and reporting what was measured (Ctrl-C again to exit at once, without a report)")
 			cancel()
 		case <-done:
 			return
@@ -329,7 +351,7 @@ func (a *app) interruptible() (context.Context, func()) {
 		select {
 		case <-sigs:
 			fmt.Fprintln(a.stderr, "nvmeperf: interrupted twice: exiting without a report")
-			os.Exit(exitSignal2)
+			os.Exit(exitSignal2) // the documented escape hatch: no report, at once
 		case <-done:
 		}
 	}()
@@ -351,8 +373,12 @@ func (a *app) progressLine(pr workload.Progress) {
 	if pr.Remaining > 0 {
 		rem = fmt.Sprintf(", %s left", pr.Remaining.Round(time.Second))
 	}
-	fmt.Fprintf(a.stderr, "\r\033[K[%s %s%s] %.0f IOPS, %.1f MiB/s, %d I/Os",
-		phase, pr.Elapsed.Round(time.Second), rem, pr.IOPS, pr.MiBps, pr.IOs)
+	rate := "rate pending" // no window of workload.MinRateWindow yet in this phase
+	if pr.IOPS > 0 {
+		rate = fmt.Sprintf("%.0f IOPS, %.1f MiB/s", pr.IOPS, pr.MiBps)
+	}
+	fmt.Fprintf(a.stderr, "\r\033[K[%s %s%s] %s, %d I/Os",
+		phase, pr.Elapsed.Round(time.Second), rem, rate, pr.IOs)
 }
 
 func (a *app) notice(format string, args ...any) {

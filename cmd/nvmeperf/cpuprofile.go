@@ -4,9 +4,7 @@ package main
 // a run's CPU goes (go tool pprof nvmeperf FILE).
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"runtime/pprof"
 
 	"github.com/spf13/pflag"
@@ -15,63 +13,42 @@ import (
 // perfOpts are the options about nvmeperf's own cost.
 type perfOpts struct {
 	cpuProfile string
+	profile    *sideOutput // the opened --cpuprofile file
 }
 
 func (a *app) registerPerfFlags(f *pflag.FlagSet) {
 	f.StringVar(&a.perf.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to FILE (go tool pprof); never one of the targets")
 }
 
-// checkOutputPath decides whether the file flag names may be created or truncated: it
-// must not be one of the targets (by any name: os.SameFile) nor an existing device,
-// directory or anything else that is not a regular file. It is the one place the
-// profile's path is checked, so a project-wide rule can replace it.
-func checkOutputPath(flag, path string, targets []string) error {
-	if path == "" {
+// openCPUProfile opens --cpuprofile before any target, under --output's rules (never a
+// target, a device or a file backing one; checked again once the targets exist).
+func (a *app) openCPUProfile() error {
+	if a.perf.cpuProfile == "" {
 		return nil
 	}
-	st, err := os.Stat(path)
-	switch {
-	case err == nil && !st.Mode().IsRegular():
-		return usagef("%s %s: exists and is not a regular file (%v); give a new or regular file", flag, path, st.Mode().Type())
-	case err != nil && !os.IsNotExist(err):
-		return usagef("%s %s: %v", flag, path, err)
+	o, err := a.openSideOutput("--cpuprofile", a.perf.cpuProfile)
+	if err != nil {
+		return err
 	}
-	abs, _ := filepath.Abs(path)
-	for _, t := range targets {
-		tabs, _ := filepath.Abs(t)
-		same := abs == tabs
-		if err == nil && !same {
-			if tst, terr := os.Stat(t); terr == nil && os.SameFile(st, tst) {
-				same = true
-			}
-		}
-		if same {
-			return usagef("%s %s: is the benchmark target %s; give another file", flag, path, t)
-		}
-	}
+	a.perf.profile = o
 	return nil
 }
 
-// startCPUProfile creates the profile file and starts profiling; the returned function
-// stops it and closes the file. With no --cpuprofile it does nothing.
-func (a *app) startCPUProfile() (func() error, error) {
-	path := a.perf.cpuProfile
-	if path == "" {
-		return func() error { return nil }, nil
+// startCPUProfile starts profiling into the opened file; the returned function stops
+// it and closes the file. Without --cpuprofile both do nothing.
+func (a *app) startCPUProfile() func() error {
+	o := a.perf.profile
+	if o == nil || o.f == nil {
+		return func() error { return nil }
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
-	}
+	startErr := pprof.StartCPUProfile(o.f)
 	return func() error {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("--cpuprofile %s: %w", path, err)
-		}
-		return nil
-	}, nil
+		return o.write(func(io.Writer) error {
+			if startErr != nil {
+				return startErr
+			}
+			pprof.StopCPUProfile() // flushes the rest of the profile into o.f
+			return nil
+		})
+	}
 }

@@ -22,7 +22,7 @@ func (a *app) listCommand() *cobra.Command {
 (vfio-pci, uio_pci_generic) are attached and identified: model, serial, firmware,
 namespaces with size and LBA format, MQES, MDTS and I/O queues. Kernel-bound ones are
 listed with their block devices and the identity sysfs gives.`,
-		Args: cobra.NoArgs,
+		Args: argsUsage(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch format {
 			case "text", "json":
@@ -107,10 +107,13 @@ func describeController(c *driver.Controller) (string, []string, error) {
 		ident.Model(), ident.Serial(), ident.Firmware(), n.Version(), n.CAP().MQES(), mdts, n.IOQueues())
 	var nss []string
 	for _, ns := range n.Namespaces() {
-		lbaf := ns.Identify().CurrentFormat()
-		nss = append(nss, fmt.Sprintf("NSID %d: %d blocks of %d B (%s), metadata %d B, LBA format %d of %d",
-			ns.ID(), ns.Sectors(), ns.SectorSize(), humanBytes(ns.Capacity()), lbaf.MS(),
-			ns.Identify().FormatIndex(), int(ns.Identify().NLBAF)+1))
+		line := fmt.Sprintf("NSID %d: %d blocks of %d B (%s), format %s, LBA format %d of %d",
+			ns.ID(), ns.Sectors(), ns.SectorSize(), humanBytes(ns.Capacity()), ns.Format(),
+			ns.Identify().FormatIndex(), int(ns.Identify().NLBAF)+1)
+		if err := ns.CheckFormat(); err != nil {
+			line += " — not usable: " + err.Error()
+		}
+		nss = append(nss, line)
 	}
 	return line, nss, nil
 }

@@ -14,18 +14,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nvmeperf/nvmeperf/driver/blockdev"
 	"github.com/nvmeperf/nvmeperf/driver/pcie"
+	"github.com/nvmeperf/nvmeperf/report"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
 var version = "dev"
 
-// Exit statuses.
+// Exit statuses: report.Judge decides them with the status (see docs/safety.md).
 const (
-	exitOK      = 0
-	exitFailed  = 1 // I/O errors (without -Q), a device failure, or a run error
-	exitUsage   = 2
-	exitSignal2 = 130 // second Ctrl-C
+	exitOK      = report.ExitOK
+	exitFailed  = report.ExitFailed // I/O errors (without -Q), a device failure, a verify failure or a run error
+	exitUsage   = report.ExitUsage  // a bad command line or a refusal to write; nothing was done
+	exitSignal2 = report.ExitInterrupted
 )
 
 func main() {
@@ -34,30 +36,39 @@ func main() {
 
 // run executes the command line and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := newApp(args, stdout, stderr)
+	return newApp(args, stdout, stderr).run()
+}
+
+func (app *app) run() int {
 	root := app.rootCommand()
-	argv, err := app.cliArgs(root, args[1:])
+	argv, err := app.cliArgs(root, app.args[1:])
 	if err != nil {
-		fmt.Fprintf(stderr, "nvmeperf: %v\n", err)
-		fmt.Fprintln(stderr, "Run 'nvmeperf --help' for the flags.")
+		fmt.Fprintf(app.stderr, "nvmeperf: %v\n", err)
+		fmt.Fprintln(app.stderr, "Run 'nvmeperf --help' for the flags.")
+		app.writeFailureJSON(report.UsageVerdict(err.Error()))
 		return exitUsage
 	}
 	root.SetArgs(argv)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(app.stdout)
+	root.SetErr(app.stderr)
 	err = root.Execute()
 	if err == nil {
 		return app.status
 	}
+	// bench may have silenced a stream that turned out to name a target.
+	stderr := app.stderr
 	var ue *usageError
 	if errors.As(err, &ue) || app.flagError(err) {
 		fmt.Fprintf(stderr, "nvmeperf: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'nvmeperf --help' for the flags.")
-		app.writeFailureJSON("usage: " + err.Error())
+		app.writeFailureJSON(report.UsageVerdict(err.Error()))
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "nvmeperf: %v\n", err)
-	return exitFailed
+	if app.status == exitOK {
+		return exitFailed
+	}
+	return app.status
 }
 
 type app struct {
@@ -69,12 +80,34 @@ type app struct {
 	perf   perfOpts   // nvmeperf's own cost (cpuprofile.go)
 	status int
 	root   *cobra.Command
+
+	guard         *blockdev.Guard // what may be written, knowing the targets
+	out           *os.File        // --output, opened and checked before the targets
+	outCreated    bool            // this run created --output
+	sideOutputs   []*sideOutput   // other file flags, under --output's rules
+	reportWritten bool
+	// phaseHook, set by tests, runs at the start of a phase ("open", "run"), so a
+	// signal can be sent at exactly that point.
+	phaseHook func(phase string)
 	// probe lists local NVMe controllers; tests replace it.
 	probe func() ([]pcie.Controller, error)
 }
 
 func newApp(args []string, stdout, stderr io.Writer) *app {
-	return &app{args: args, stdout: stdout, stderr: stderr, probe: pcie.Probe}
+	return &app{args: args, stdout: stdout, stderr: stderr, probe: pcie.Probe, guard: &blockdev.Guard{}}
+}
+
+// argsUsage is cobra.ExactArgs as a usage error (exit 2) that says what is expected.
+func argsUsage(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			if n == 0 {
+				return usagef("%s takes no arguments, got %q", cmd.Name(), args)
+			}
+			return usagef("%s needs %s (%d argument), got %d: %q", cmd.Name(), what, n, len(args), args)
+		}
+		return nil
+	}
 }
 
 // flagError tells cobra's own flag parsing errors apart from run failures.
@@ -141,6 +174,8 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	f.BoolVar(&o.sqpoll, "sqpoll", false, "io_uring: kernel submission polling thread (SQPOLL)")
 	f.BoolVar(&o.hipri, "hipri", false, "io_uring: polled completions (IOPOLL); needs poll queues on the device")
 	f.BoolVar(&o.passthru, "passthru", false, "io_uring: send NVMe commands through /dev/ngXnY (automatic for /dev/ngXnY)")
+	f.StringVarP(&o.ioUnitSize, "io-unit-size", "O", "", "userspace NVMe: send each I/O as commands of at most this many bytes (a multiple of the LBA size, at most -o); default the I/O size, split only where MDTS requires")
+	f.StringVarP(&o.metadata, "metadata", "e", "", "userspace NVMe, namespaces with protection information: 'PRACT=0|1,PRCHK=GUARD|REFTAG|APPTAG' (as spdk_nvme_perf)")
 	f.StringArrayVar(&o.labels, "label", nil, "key=value recorded in the JSON config (repeatable), e.g. --label ci_job=42")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress line or notices on stderr")
 	a.registerCompatFlags(f)
@@ -150,4 +185,10 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	a.addCLIManners(root)
 	a.root = root
 	return root
+}
+
+func (a *app) hook(phase string) {
+	if a.phaseHook != nil {
+		a.phaseHook(phase)
+	}
 }

@@ -21,6 +21,9 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
+// maxSeconds is the longest -t accepted: a year.
+const maxSeconds = 365 * 24 * 3600
+
 // options holds the command line as given, before it is turned into a workload.
 type options struct {
 	depth          int
@@ -51,6 +54,8 @@ type options struct {
 	passthru       bool
 	labels         []string
 	quiet          bool
+	ioUnitSize     string // -O
+	metadata       string // -e
 
 	set func(name string) bool // whether a flag was given
 }
@@ -162,6 +167,53 @@ func parseDoorbell(s string) (target.DoorbellMode, int, error) {
 	return target.DoorbellEveryN, n, nil
 }
 
+// parseMetadata reads -e as spdk_nvme_perf takes it: comma-separated PRACT=0 or
+// PRACT=1 and PRCHK= followed by GUARD, REFTAG and APPTAG joined with '|', e.g.
+// 'PRACT=0,PRCHK=GUARD|REFTAG|APPTAG'. Keys and fields are case-insensitive.
+func parseMetadata(s string) (target.Protection, error) {
+	var p target.Protection
+	if strings.TrimSpace(s) == "" {
+		return p, nil
+	}
+	bad := func(why string) error {
+		return usagef("-e %q: %s (want PRACT=0 or PRACT=1 and PRCHK=GUARD|REFTAG|APPTAG with any of the three, comma-separated, e.g. 'PRACT=0,PRCHK=GUARD|REFTAG')", s, why)
+	}
+	for _, part := range strings.Split(s, ",") {
+		key, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return p, bad(fmt.Sprintf("%q is not KEY=VALUE", part))
+		}
+		switch strings.ToUpper(strings.TrimSpace(key)) {
+		case "PRACT":
+			switch strings.TrimSpace(val) {
+			case "0":
+				p.Action = false
+			case "1":
+				p.Action = true
+			default:
+				return p, bad(fmt.Sprintf("PRACT=%s is neither 0 nor 1", val))
+			}
+		case "PRCHK":
+			p.Check = 0
+			for _, f := range strings.Split(val, "|") {
+				switch strings.ToUpper(strings.TrimSpace(f)) {
+				case "GUARD":
+					p.Check |= target.PICheckGuard
+				case "REFTAG":
+					p.Check |= target.PICheckRefTag
+				case "APPTAG":
+					p.Check |= target.PICheckAppTag
+				default:
+					return p, bad(fmt.Sprintf("PRCHK field %q is not GUARD, REFTAG or APPTAG", f))
+				}
+			}
+		default:
+			return p, bad(fmt.Sprintf("unknown key %q", key))
+		}
+	}
+	return p, nil
+}
+
 // validate turns options into a plan, or a usage error naming the flag.
 func (o *options) validate(allowed []int) (*plan, error) {
 	p := &plan{}
@@ -204,14 +256,14 @@ func (o *options) validate(allowed []int) (*plan, error) {
 	if !o.set("time") && !o.set("number-ios") {
 		return nil, usagef("-t (seconds to run) is required, e.g. -t 10 (or -d to stop after a number of I/Os)")
 	}
-	if o.seconds < 0 || o.seconds > 365*24*3600 || math.IsNaN(o.seconds) {
-		return nil, usagef("-t %v: seconds must be positive", o.seconds)
+	if o.seconds < 0 || o.seconds > maxSeconds || math.IsNaN(o.seconds) {
+		return nil, usagef("-t %v: seconds must be more than 0 and at most %d (365 days)", o.seconds, maxSeconds)
 	}
 	if o.set("time") && o.seconds == 0 && !o.set("number-ios") {
-		return nil, usagef("-t 0: seconds must be positive (or give -d to stop after a number of I/Os)")
+		return nil, usagef("-t 0: seconds must be more than 0 and at most %d (or give -d to stop after a number of I/Os)", maxSeconds)
 	}
 	if o.warmup < 0 || o.warmup > 24*3600 || math.IsNaN(o.warmup) {
-		return nil, usagef("-a %v: warm-up seconds must be 0 or more", o.warmup)
+		return nil, usagef("-a %v: warm-up seconds must be from 0 to 86400 (one day)", o.warmup)
 	}
 	if o.set("number-ios") && o.numIOs == 0 {
 		return nil, usagef("-d 0: number of I/Os must be at least 1")
@@ -286,6 +338,19 @@ func (o *options) validate(allowed []int) (*plan, error) {
 		}
 		labels[k] = v
 	}
+	var unit int64
+	if o.set("io-unit-size") {
+		if unit, err = parseSize("-O", o.ioUnitSize); err != nil {
+			return nil, err
+		}
+		if unit%512 != 0 || unit > size {
+			return nil, usagef("-O %s: io unit size must be a multiple of the LBA size (512 or more) and at most the I/O size -o %s", o.ioUnitSize, o.ioSize)
+		}
+	}
+	prot, err := parseMetadata(o.metadata)
+	if err != nil {
+		return nil, err
+	}
 	dur := time.Duration(o.seconds * float64(time.Second))
 	p.cfg = workload.Config{
 		Pattern:         pat,
@@ -306,6 +371,8 @@ func (o *options) validate(allowed []int) (*plan, error) {
 		ContinueOnError: o.continueOnErr,
 		Seed:            o.seed,
 		Verify:          verify,
+		IOUnitSize:      int(unit),
+		Protection:      prot,
 	}
 	if err := p.cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)

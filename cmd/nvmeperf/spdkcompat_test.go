@@ -260,7 +260,7 @@ func TestQuietCountIsACount(t *testing.T) {
 	}
 	defer os.Chdir(wd)
 	code, out, errOut := runCLI(t, "-q", "16", "-o", "4k", "-w", "randread", "-d", "2000", "-t", "30", "-Q", "100",
-		"-r", "trtype:sim nssize:16m faillba:0-99 failstatus:read-error", "--size", "1m", "--output-format", "json")
+		"-r", "trtype:sim nssize:16m faillba:0-99 failstatus:read-error", "--output-format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

@@ -324,22 +324,19 @@ func (a *app) writeFioReport(w io.Writer, meta report.Meta, res workload.Result)
 
 // writeJSONSide writes the JSON half of --output-format text,json / text,fio-json to
 // --json-output.
-func (a *app) writeJSONSide(meta report.Meta, p *plan, res workload.Result, status string) error {
+func (a *app) writeJSONSide(meta report.Meta, p *plan, res workload.Result, v report.Verdict) error {
 	kind, ok := strings.CutPrefix(p.format, "text,")
 	if !ok {
 		return nil
 	}
-	f, err := os.Create(a.compat.jsonOutput)
-	if err != nil {
-		return fmt.Errorf("--json-output %s: %w", a.compat.jsonOutput, err)
+	o := a.sideOutput("--json-output")
+	if o == nil {
+		return fmt.Errorf("--json-output was not opened before the run")
 	}
-	if kind == "fio-json" {
-		err = a.writeFioReport(f, meta, res)
-	} else {
-		err = report.WriteJSON(f, report.Build(meta, res, status))
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return o.write(func(w io.Writer) error {
+		if kind == "fio-json" {
+			return a.writeFioReport(w, meta, res)
+		}
+		return report.WriteJSON(w, report.BuildVerdict(meta, res, v))
+	})
 }

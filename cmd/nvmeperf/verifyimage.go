@@ -20,15 +20,16 @@ func (a *app) verifyImageCommand() *cobra.Command {
 every block written by --verify with the same --seed: all-zero blocks count as unwritten,
 blocks with the right header and pattern as verified, anything else as mismatched. The
 format is documented in docs/verify-format.md. Exit status 0 when no block mismatches
-(and, with --require-written, at least one block verified), 1 otherwise.`,
-		Args: cobra.ExactArgs(1),
+and at least one block verified (an image with no pattern at all proves nothing;
+--require-written=false accepts it), 1 otherwise.`,
+		Args: argsUsage(1, "the image or device to check"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if err := verify.ValidateLBASize(lbaSize); err != nil {
 				return usagef("--lba-size %d: %v", lbaSize, err)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
-				return err
+				return fmt.Errorf("verify-image: %w", err)
 			}
 			defer f.Close()
 			size, err := f.Seek(0, 2)
@@ -45,8 +46,13 @@ format is documented in docs/verify-format.md. Exit status 0 when no block misma
 			for _, m := range rep.First {
 				fmt.Fprintf(a.stdout, "  %s\n", m)
 			}
-			if rep.Mismatched > 0 || (requireWritten && rep.Verified == 0) {
+			switch {
+			case rep.Mismatched > 0:
 				a.status = exitFailed
+				fmt.Fprintf(a.stderr, "nvmeperf: verify-image %s: %d blocks mismatched\n", args[0], rep.Mismatched)
+			case requireWritten && rep.Verified == 0:
+				a.status = exitFailed
+				fmt.Fprintf(a.stderr, "nvmeperf: verify-image %s: no block carries the verify pattern of --seed %d and --lba-size %d: nothing was verified (--require-written=false accepts that)\n", args[0], seed, lbaSize)
 			}
 			return nil
 		},
@@ -54,6 +60,6 @@ format is documented in docs/verify-format.md. Exit status 0 when no block misma
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed the data was written with (nvmeperf --seed)")
 	cmd.Flags().IntVar(&lbaSize, "lba-size", 4096, "logical block size of the image in bytes")
 	cmd.Flags().IntVar(&maxReport, "max-report", 10, "list at most this many mismatched blocks")
-	cmd.Flags().BoolVar(&requireWritten, "require-written", false, "fail when no block carries the pattern")
+	cmd.Flags().BoolVar(&requireWritten, "require-written", true, "fail when no block carries the pattern (the default: such an image verifies nothing)")
 	return cmd
 }

@@ -4,7 +4,10 @@
 // Inspect reads what the report needs from sysfs (logical block size, capacity, model,
 // serial, firmware, NSID). CheckWritable refuses a block device that is mounted, held by
 // another driver (device mapper, RAID, LVM), partitioned, or carries a partition table or
-// a filesystem/volume signature, because a write benchmark would destroy it.
+// a filesystem/volume signature, because a write benchmark would destroy it. Guard
+// (guard.go) is the one place that decides whether a path may be written at all — a
+// write target or a report file — by what the path names (inode or device number),
+// covering loop devices and their backing files, swap files and file system images too.
 package blockdev
 
 import (
@@ -287,6 +290,17 @@ func inspectUse(name, devPath string) ([]string, error) {
 			findings = append(findings, fmt.Sprintf("it has partitions (%s)", strings.Join(parts, ", ")))
 		}
 		devices = append(devices, parts...)
+	}
+
+	// A partition's disk may itself be mounted (a file system on the whole disk next to
+	// a stray table) or held (multipath, RAID on the whole disk): writing the
+	// partition writes that disk.
+	var parent string
+	if exists(filepath.Join(dir, "partition")) {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			parent = filepath.Base(filepath.Dir(real))
+			devices = append(devices, parent)
+		}
 	}
 
 	numbers := map[string]string{} // "maj:min" -> name

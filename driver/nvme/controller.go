@@ -339,7 +339,7 @@ func (c *Controller) checkAlive() error {
 	}
 	var csts spec.CSTS
 	if err := safeRead(func() { csts = spec.CSTS(c.regs.Read32(spec.RegCSTS)) }); err != nil {
-		return c.markFailed(fmt.Errorf("%w: reading CSTS faulted: %v", ErrFailed, err))
+		return c.markFailed(err) // already ErrFailed: wrapping again would say it twice
 	}
 	switch {
 	case csts == 0xFFFFFFFF:
@@ -356,10 +356,13 @@ func (c *Controller) checkAlive() error {
 // fault on a register access (debug.SetPanicOnFault), and re-panics otherwise: a bug
 // or a panicking callback must not pass for a dead device.
 func faultError(p any, what string) error {
-	if _, isFault := p.(interface{ Addr() uintptr }); !isFault {
+	f, isFault := p.(interface{ Addr() uintptr })
+	if !isFault {
 		panic(p)
 	}
-	return fmt.Errorf("%w: %s: register access faulted (device removed?): %v", ErrFailed, what, p)
+	// The address, not the runtime's panic text: "invalid memory address or nil
+	// pointer dereference" reads like a crash of nvmeperf, not a device that went away.
+	return fmt.Errorf("%w: %s: register access faulted at %#x (device removed?)", ErrFailed, what, f.Addr())
 }
 
 // guard runs f with memory faults turned into errors, for the control path (bring-up,

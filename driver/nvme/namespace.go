@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
@@ -16,12 +17,123 @@ type Namespace struct {
 	sectorSize uint32
 	metaSize   uint16
 	sectors    uint64
+
+	// From the NVM Command Set Identify Namespace, read on first use and only when
+	// the controller has extended LBA formats (CTRATT.ELBAS).
+	elbafOnce sync.Once
+	pif, sts  uint8
 }
 
 func (ns *Namespace) fill() {
 	ns.sectorSize = ns.ident.SectorSize()
 	ns.metaSize = ns.ident.CurrentFormat().MS()
 	ns.sectors = ns.ident.NSZE
+}
+
+// Format is a namespace's LBA format: data and metadata per block, where metadata
+// travels, and its end-to-end protection information.
+type Format struct {
+	LBASize      uint32 // data bytes per logical block
+	MetadataSize uint16 // metadata bytes per logical block; 0 = none
+	Extended     bool   // metadata follows each block's data in the data buffer (FLBAS bit 4); else separate (MPTR)
+	PIType       uint8  // protection information type: 0 none, 1 to 3 (DPS bits 2:0)
+	PIFirst      bool   // PI is the first 8 bytes of metadata (DPS bit 3); else the last
+	// PIFormat and StorageTagBits come from the extended LBA format (NVMe 2.0 ELBAF):
+	// spec.PIF16Guard (the 8-byte tuple) and 0 unless the controller reports others.
+	PIFormat       uint8
+	StorageTagBits uint8
+}
+
+// String names the format, e.g. "512+8 extended LBA, PI type 1 (last 8 bytes)".
+func (f Format) String() string {
+	s := fmt.Sprintf("%d+%d", f.LBASize, f.MetadataSize)
+	if f.MetadataSize == 0 {
+		return s + ", no metadata"
+	}
+	if f.Extended {
+		s += " extended LBA"
+	} else {
+		s += " separate metadata"
+	}
+	if f.PIType == 0 {
+		return s + ", no PI"
+	}
+	where := "last"
+	if f.PIFirst {
+		where = "first"
+	}
+	s = fmt.Sprintf("%s, PI type %d (%s 8 bytes)", s, f.PIType, where)
+	switch f.PIFormat {
+	case spec.PIF16Guard:
+	case spec.PIF32Guard:
+		s += " with a 32-bit guard"
+	case spec.PIF64Guard:
+		s += " with a 64-bit guard"
+	default:
+		s += fmt.Sprintf(" with PI format %d", f.PIFormat)
+	}
+	if f.StorageTagBits != 0 {
+		s += fmt.Sprintf(" and a %d-bit storage tag", f.StorageTagBits)
+	}
+	return s
+}
+
+// check says whether nvmeperf can drive the format, and why not.
+func (f Format) check() error {
+	switch {
+	case f.LBASize < 512 || f.LBASize > 1<<16:
+		return fmt.Errorf("a %d-byte logical block is outside 512 B to 64 KiB", f.LBASize)
+	case f.MetadataSize%4 != 0:
+		// Split commands start their data and MPTR at multiples of the block and
+		// metadata size, which PRPs and MPTR need dword aligned.
+		return fmt.Errorf("metadata of %d bytes is not a multiple of 4 (PRP and MPTR addresses must be dword aligned)", f.MetadataSize)
+	case f.PIType > 3:
+		return fmt.Errorf("protection information type %d is reserved", f.PIType)
+	case f.PIType != 0 && f.MetadataSize < spec.PISize:
+		return fmt.Errorf("protection information needs %d bytes of metadata, the format has %d", spec.PISize, f.MetadataSize)
+	case f.PIType != 0 && (f.PIFormat != spec.PIF16Guard || f.StorageTagBits != 0):
+		return fmt.Errorf("only the 8-byte protection information tuple (16-bit guard, no storage tag) is supported")
+	}
+	return nil
+}
+
+// Format is the namespace's LBA format.
+func (ns *Namespace) Format() Format {
+	f := Format{LBASize: ns.sectorSize, MetadataSize: ns.metaSize}
+	if ns.metaSize > 0 {
+		f.Extended = ns.ident.ExtendedMetadata()
+		f.PIType = ns.ident.DPS & spec.DPSTypeMask
+		f.PIFirst = f.PIType != 0 && ns.ident.DPS&spec.DPSFirst != 0
+		if f.PIType != 0 {
+			ns.elbafOnce.Do(ns.readELBAF)
+			f.PIFormat, f.StorageTagBits = ns.pif, ns.sts
+		}
+	}
+	return f
+}
+
+// readELBAF reads the current format's PI format and storage tag size when the
+// controller has extended LBA formats. A controller that fails the Identify is taken
+// at its word that only the 16-bit guard exists.
+func (ns *Namespace) readELBAF() {
+	if ns.ctrl.ident.CTRATT&spec.CTRATTExtendedLBAFormats == 0 {
+		return
+	}
+	var nvm spec.NVMIdentifyNamespace
+	if err := ns.ctrl.identifyInto(spec.CNSNVMNamespace, ns.id, unsafe.Pointer(&nvm)); err != nil {
+		return
+	}
+	e := nvm.ELBAF[ns.ident.FormatIndex()]
+	ns.pif, ns.sts = spec.ELBAFPIFormat(e), spec.ELBAFStorageTagSize(e)
+}
+
+// CheckFormat returns an error naming the format when nvmeperf cannot drive it.
+func (ns *Namespace) CheckFormat() error {
+	f := ns.Format()
+	if err := f.check(); err != nil {
+		return fmt.Errorf("nvme: NSID %d format %s is not supported: %v", ns.id, f, err)
+	}
+	return nil
 }
 
 // ID is the namespace identifier.

@@ -50,16 +50,29 @@ func (t *NamespaceTarget) Close() error {
 // OpenQueue creates an I/O queue pair with DMA buffers for the calling goroutine. It
 // also turns on debug.SetPanicOnFault for that goroutine, so that a BAR access that
 // faults (a removed device) fails the queue instead of killing the process.
+//
+// An I/O larger than the controller's maximum transfer (MDTS) or than cfg.IOUnitSize is
+// split into several commands (see split.go). A namespace format nvmeperf cannot drive
+// is refused with an error that names it.
 func (t *NamespaceTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error) {
 	c := t.ns.ctrl
+	f := t.ns.Format()
+	if err := t.ns.CheckFormat(); err != nil {
+		return nil, err
+	}
+	lba := int(f.LBASize)
 	if cfg.Depth < 1 {
 		return nil, fmt.Errorf("nvme: queue depth %d: must be at least 1", cfg.Depth)
 	}
-	if cfg.IOSize < int(t.ns.sectorSize) || cfg.IOSize%int(t.ns.sectorSize) != 0 {
-		return nil, fmt.Errorf("nvme: I/O size %d is not a multiple of NSID %d's %d-byte logical block", cfg.IOSize, t.ns.id, t.ns.sectorSize)
+	if cfg.IOSize < lba || cfg.IOSize%lba != 0 {
+		return nil, fmt.Errorf("nvme: I/O size %d is not a multiple of NSID %d's %d-byte logical block", cfg.IOSize, t.ns.id, lba)
 	}
-	if cfg.IOSize > c.maxTransfer {
-		return nil, fmt.Errorf("nvme: I/O size %d exceeds the controller's maximum transfer of %d bytes (MDTS)", cfg.IOSize, c.maxTransfer)
+	unit := cfg.IOUnitSize
+	if unit == 0 {
+		unit = cfg.IOSize
+	}
+	if unit < lba || unit%lba != 0 || unit > cfg.IOSize {
+		return nil, fmt.Errorf("nvme: I/O unit size %d: must be a multiple of NSID %d's %d-byte logical block and at most the I/O size %d", unit, t.ns.id, lba, cfg.IOSize)
 	}
 	if cfg.BufferOffset < 0 || cfg.BufferOffset%4 != 0 {
 		return nil, fmt.Errorf("nvme: buffer offset %d: must be a non-negative multiple of 4 (PRPs are dword aligned)", cfg.BufferOffset)
@@ -74,18 +87,29 @@ func (t *NamespaceTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error
 	if cfg.FUA {
 		fua = spec.RWForceUnitAccess
 	}
+	l := newLayout(f, cfg.Protection)
+	perCmd := c.maxTransfer / l.wireBlock
+	if perCmd < 1 {
+		return nil, fmt.Errorf("nvme: NSID %d format %s: one block of %d bytes exceeds the controller's maximum transfer of %d bytes (MDTS)", t.ns.id, f, l.wireBlock, c.maxTransfer)
+	}
+	ioBlocks := cfg.IOSize / lba
+	unitBlocks := min(unit/lba, perCmd, maxNLB)
+	children := (ioBlocks + unitBlocks - 1) / unitBlocks
 	nbuf := cfg.Buffers
 	if nbuf == 0 {
 		nbuf = cfg.Depth
 	}
 	entries := cfg.QueueSize
 	if entries == 0 {
-		entries = max(256, cfg.Depth+1)
+		entries = max(256, cfg.Depth+1, min(cfg.Depth*children+1, maxSplitEntries))
 	}
+	// Command slots: one per child of every I/O in flight, as far as the SQ can take
+	// them; parents that find no free slot wait for one (splitQueue.pending).
+	requests := max(cfg.Depth, min(cfg.Depth*children, entries-1, 65535))
 	qp, err := c.NewIOQPair(QPairOptions{
 		Entries:        entries,
-		Requests:       cfg.Depth,
-		MaxTransfer:    cfg.IOSize,
+		Requests:       requests,
+		MaxTransfer:    unitBlocks * l.wireBlock,
 		Doorbell:       cfg.Doorbell,
 		DoorbellN:      cfg.DoorbellN,
 		MaxCompletions: cfg.MaxCompletions,
@@ -93,24 +117,43 @@ func (t *NamespaceTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error
 	if err != nil {
 		return nil, err
 	}
-	stride := (cfg.BufferOffset + cfg.IOSize + pageSize - 1) &^ (pageSize - 1)
-	bufs, err := c.dma.Alloc(stride * nbuf)
-	if err != nil {
-		_ = c.FreeIOQPair(qp)
-		return nil, fmt.Errorf("nvme: allocating %d I/O buffers of %d bytes: %w", nbuf, cfg.IOSize, err)
+	q := &nsQueue{
+		qp: qp, ns: t.ns, offset: cfg.BufferOffset, ioSize: cfg.IOSize, nbuf: nbuf,
+		handler: cfg.Handler, lbaShift: uint(bits.TrailingZeros32(f.LBASize)),
+		layout: l, unitBlocks: uint32(unitBlocks),
 	}
+	q.stride = (cfg.BufferOffset + cfg.IOSize + pageSize - 1) &^ (pageSize - 1)
+	fail := func(what string, size int, err error) (target.Queue, error) {
+		q.freeBuffers()
+		_ = c.FreeIOQPair(qp)
+		return nil, fmt.Errorf("nvme: allocating %s (%d bytes): %w", what, size, err)
+	}
+	if q.bufs, err = c.dma.Alloc(q.stride * nbuf); err != nil {
+		return fail("I/O buffers", q.stride*nbuf, err)
+	}
+	if l.interleave {
+		q.wireStride = (cfg.BufferOffset + ioBlocks*l.wireBlock + pageSize - 1) &^ (pageSize - 1)
+		if q.wire, err = c.dma.Alloc(q.wireStride * nbuf); err != nil {
+			return fail("extended-LBA transfer buffers", q.wireStride*nbuf, err)
+		}
+	}
+	if l.separate {
+		q.metaStride = (ioBlocks*l.pi.ms + 63) &^ 63
+		if q.meta, err = c.dma.Alloc(q.metaStride * nbuf); err != nil {
+			return fail("metadata buffers", q.metaStride*nbuf, err)
+		}
+	}
+	q.initSplit(cfg.Depth)
 	debug.SetPanicOnFault(true)
-	return &nsQueue{
-		qp: qp, ns: t.ns, bufs: bufs, stride: stride, offset: cfg.BufferOffset, ioSize: cfg.IOSize,
-		nbuf: nbuf, handler: cfg.Handler, lbaShift: uint(bits.TrailingZeros32(t.ns.sectorSize)), fua: fua,
-	}, nil
+	q.fua = fua
+	return q, nil
 }
 
 // nsQueue is a target.Queue over one QPair.
 type nsQueue struct {
 	qp       *QPair
 	ns       *Namespace
-	bufs     bus.Buffer
+	bufs     bus.Buffer // data buffers, what Buffer returns
 	stride   int
 	offset   int
 	ioSize   int
@@ -121,6 +164,15 @@ type nsQueue struct {
 	fua      uint32       // CDW12 FUA bit for every read and write, or 0
 
 	polls, idlePolls uint64 // for TransportStats
+
+	layout     layout
+	unitBlocks uint32     // most blocks one command carries
+	wire       bus.Buffer // extended LBAs: data and metadata interleaved, as transferred
+	wireStride int
+	meta       bus.Buffer // separate metadata, one region per buffer (MPTR)
+	metaStride int
+
+	splitQueue
 }
 
 func (q *nsQueue) Buffer(i int) []byte {
@@ -134,37 +186,36 @@ func (q *nsQueue) Submit(r *target.Request) error {
 		return fmt.Errorf("nvme: request %s offset %d length %d buffer %d: offset and length must be multiples of %d bytes, length at most %d, buffer below %d",
 			r.Op, r.Offset, r.Length, r.Buf, q.ns.sectorSize, q.ioSize, q.nbuf)
 	}
-	slba, nlb := r.Offset>>q.lbaShift, r.Length>>q.lbaShift
-	if r.Op == target.OpWrite {
-		q.ns.WriteCommand(&q.cmd, slba, nlb)
-	} else {
-		q.ns.ReadCommand(&q.cmd, slba, nlb)
+	if err := q.qp.Err(); err != nil {
+		return err
 	}
-	q.cmd.CDW12 |= q.fua
-	return q.qp.Submit(&q.cmd, q.bufs.Slice(r.Buf*q.stride+q.offset, int(r.Length)), q, r)
-}
-
-// CommandDone implements Callback: it turns the NVMe status into the request's error.
-func (q *nsQueue) CommandDone(arg any, cpl *spec.Completion) {
-	r := arg.(*target.Request)
-	r.Err = nil
-	if st := cpl.StatusField(); !st.OK() {
-		if err := q.qp.Err(); err != nil {
-			r.Err = err
-		} else {
-			r.Err = StatusErrorFor(false, q.qp.Command(cpl.CID), st)
-		}
+	p := q.getParent()
+	if p == nil {
+		return ErrQueueFull
 	}
-	q.handler.Complete(r)
+	p.r, p.buf = r, r.Buf
+	p.slba, p.nlb = r.Offset>>q.lbaShift, uint32(r.Length>>q.lbaShift)
+	p.write = r.Op == target.OpWrite
+	if p.write {
+		q.prepareWrite(p)
+	}
+	q.enqueue(p)
+	q.pump()
+	return nil
 }
 
 func (q *nsQueue) Poll() (int, error) {
-	n, err := q.qp.Poll()
+	q.reaped = 0
+	_, err := q.qp.Poll()
+	if err != nil {
+		q.failPending(err)
+	}
+	q.deliverDeferred()
 	q.polls++
-	if n == 0 {
+	if q.reaped == 0 {
 		q.idlePolls++
 	}
-	return n, err
+	return q.reaped, err
 }
 
 // TransportStats implements target.StatsQueue.
@@ -176,18 +227,28 @@ func (q *nsQueue) TransportStats() target.QueueStats {
 	}
 }
 
-func (q *nsQueue) Outstanding() int { return q.qp.Outstanding() }
+func (q *nsQueue) Outstanding() int { return q.inUse() }
 
 // QPair exposes the underlying queue pair (statistics, raw commands).
 func (q *nsQueue) QPair() *QPair { return q.qp }
 
 func (q *nsQueue) Close() error {
 	err := q.ns.ctrl.FreeIOQPair(q.qp)
-	if q.bufs.Len() > 0 {
-		if e := q.ns.ctrl.dma.Free(q.bufs); e != nil && err == nil {
-			err = e
+	if e := q.freeBuffers(); e != nil && err == nil {
+		err = e
+	}
+	return err
+}
+
+func (q *nsQueue) freeBuffers() error {
+	var err error
+	for _, b := range []*bus.Buffer{&q.bufs, &q.wire, &q.meta} {
+		if b.Len() > 0 {
+			if e := q.ns.ctrl.dma.Free(*b); e != nil && err == nil {
+				err = e
+			}
+			*b = bus.Buffer{}
 		}
-		q.bufs = bus.Buffer{}
 	}
 	return err
 }

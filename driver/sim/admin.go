@@ -60,6 +60,7 @@ func (c *Controller) fillIdentifyNamespace(ns *namespace, dst []byte) {
 		id.DLFEAT = 1 // deallocated blocks read as zeroes
 	}
 	id.LBAF[0] = spec.MakeLBAFormat(0, uint8(ns.lbaShift), 0)
+	ns.identifyFormat(&id)
 	binary.LittleEndian.PutUint32(id.EUI64[:4], VendorID)
 	binary.LittleEndian.PutUint32(id.EUI64[4:], ns.id)
 	copy(dst, unsafe.Slice((*byte)(unsafe.Pointer(&id)), spec.IdentifyDataSize))

@@ -66,6 +66,7 @@ type Config struct {
 	Timeout       uint8         // CAP.TO in 500 ms units (to)
 	CPUs          []int         // CPUs the device thread is pinned to; empty = not pinned (cpus)
 	Faults        FaultConfig   // fault injection armed at creation (failnth, faillba, ...)
+	Format        FormatConfig  // metadata and protection information (ms, mset, pi, pil)
 }
 
 // DefaultConfig is one 1 GiB namespace of 4 KiB blocks on a null-model controller with
@@ -131,6 +132,9 @@ func badValue(key, val, want string) error {
 
 func (cfg *Config) set(key, val string) error {
 	if ok, err := cfg.setFault(key, val); ok {
+		return err
+	}
+	if ok, err := cfg.setFormat(key, val); ok {
 		return err
 	}
 	switch key {
@@ -247,7 +251,7 @@ func (cfg *Config) set(key, val string) error {
 		}
 		cfg.CPUs = cpus
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter)", key)
 	}
 	return nil
 }
@@ -275,6 +279,9 @@ func (cfg *Config) Validate() error {
 		return fmt.Errorf("sim: ReadyDelay %v is not accepted (want 0 to %v)", cfg.ReadyDelay, maxReadyDelay)
 	case cfg.Timeout < 1:
 		return fmt.Errorf("sim: Timeout %d is not accepted (want 1 to 255, in 500 ms units)", cfg.Timeout)
+	}
+	if err := cfg.Format.validate(); err != nil {
+		return err
 	}
 	if cfg.Store == StoreMemory && cfg.totalBytes() > cfg.MemLimit {
 		return fmt.Errorf("sim: Store %q needs %d bytes for %d namespaces of %d bytes, above MemLimit %d (raise memlimit or use store=discard)",
@@ -324,7 +331,8 @@ func (cfg *Config) storesData() bool {
 
 // maxTransfer is the largest data transfer in bytes the controller accepts.
 func (cfg *Config) maxTransfer() uint64 {
-	limit := uint64(65536) * uint64(cfg.LBASize) // NLB is a 16-bit field
+	// NLB is a 16-bit field; interleaved metadata counts towards the transfer.
+	limit := uint64(65536) * (uint64(cfg.LBASize) + uint64(cfg.Format.MetadataSize))
 	if cfg.MDTS == 0 {
 		return limit
 	}

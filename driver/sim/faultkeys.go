@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,16 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 		}
 		if err1 != nil || err2 != nil || last < first {
 			return true, badValue(key, val, "an LBA or an inclusive range FIRST-LAST such as 100-199")
+		}
+		// A namespace has at most 2^64-1 blocks, so LBA 2^64-1 cannot exist: a range
+		// ending there means "to the end" and stops one short, which keeps the block
+		// count and the exclusive end within 64 bits (0-18446744073709551615 would
+		// otherwise count 2^64 blocks, wrap to 0 and turn the fault off).
+		if last == math.MaxUint64 {
+			if first == math.MaxUint64 {
+				return true, badValue(key, val, "an LBA below 18446744073709551615 (no namespace has that many blocks), or a range FIRST-LAST such as 100-199")
+			}
+			last--
 		}
 		f.LBAFirst, f.LBACount = first, last-first+1
 	case "failnsid":
@@ -131,3 +142,7 @@ func (f FaultConfig) String() string {
 	return fmt.Sprintf("failnth=%d faillba=%d+%d failnsid=%d failstatus=%v faildelay=%v fatalafter=%v removeafter=%v",
 		f.NthIO, f.LBAFirst, f.LBACount, f.LBANSID, f.Status, f.Delay, f.FatalAfter, f.RemoveAfter)
 }
+
+// StoresData reports whether the namespaces keep written data (store mem, or auto within
+// memlimit): with store discard reads return nothing, so verify mode cannot check data.
+func (cfg *Config) StoresData() bool { return cfg.storesData() }

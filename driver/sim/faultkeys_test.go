@@ -56,3 +56,29 @@ func TestFatalAfterSetsCFS(t *testing.T) {
 	}
 	t.Fatal("CSTS.CFS never set after fatalafter")
 }
+
+// TestFaultLBARangeToTheEnd: a range up to the largest LBA must arm the fault, not wrap
+// to an empty range that silently turns it off.
+func TestFaultLBARangeToTheEnd(t *testing.T) {
+	for _, v := range []string{"0-18446744073709551615", "5-18446744073709551615", "18446744073709551614"} {
+		cfg, err := ParseOptions(map[string]string{"faillba": v, "nssize": "1m"})
+		if err != nil {
+			t.Fatalf("faillba:%s: %v", v, err)
+		}
+		if cfg.Faults.LBACount == 0 {
+			t.Fatalf("faillba:%s parsed to an empty range (fault off)", v)
+		}
+		c, err := New(cfg)
+		if err != nil {
+			t.Fatalf("faillba:%s: controller: %v", v, err)
+		}
+		if c.faults.armed.Load()&faultLBA == 0 {
+			t.Errorf("faillba:%s: the LBA fault is not armed", v)
+		}
+		c.Close()
+	}
+	_, err := ParseOptions(map[string]string{"faillba": "18446744073709551615"})
+	if err == nil || !strings.Contains(err.Error(), "faillba") || !strings.Contains(err.Error(), "18446744073709551615") {
+		t.Errorf("faillba at LBA 2^64-1: %v", err)
+	}
+}

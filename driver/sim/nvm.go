@@ -164,6 +164,9 @@ func (c *Controller) delayed(armed uint32, due int64) int64 {
 }
 
 func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
+	if ns.ms > 0 {
+		return c.readWriteMeta(ns, cmd, write)
+	}
 	slba, nlb := ioRange(cmd)
 	if !ns.inRange(slba, nlb) {
 		return generic(spec.SCLBAOutOfRange), 0
@@ -189,6 +192,12 @@ func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (sp
 			}
 		}
 	}
+	return c.account(write, off, n)
+}
+
+// account counts a successful read or write of n data bytes at byte offset off and
+// returns its completion time under the media model.
+func (c *Controller) account(write bool, off, n uint64) (spec.Status, int64) {
 	var due int64
 	if write {
 		c.stats.writes.Add(1)

@@ -29,6 +29,17 @@ type namespace struct {
 	// Stats.StoreBytes and is touched only by the device thread.
 	resident []uint64
 	stored   atomic.Int64 // pages with a resident bit set; read by Stats
+
+	// Metadata format (Config.Format). meta holds ms bytes per block, stored inverted
+	// so that never-written (and deallocated) blocks read as all ones, the PI value
+	// that escapes every check, as QEMU's model does for unwritten blocks. blk is the
+	// device thread's staging for one block's data and metadata.
+	ms      uint16
+	ext     bool
+	pi      uint8
+	piFirst bool
+	meta    []byte
+	blk     []byte
 }
 
 func newNamespace(id uint32, cfg *Config, keep bool) (*namespace, error) {
@@ -36,6 +47,13 @@ func newNamespace(id uint32, cfg *Config, keep bool) (*namespace, error) {
 		id:       id,
 		nlbas:    cfg.NamespaceSize / uint64(cfg.LBASize),
 		lbaShift: uint(bits.TrailingZeros32(cfg.LBASize)),
+		ms:       cfg.Format.MetadataSize,
+		ext:      cfg.Format.Extended && cfg.Format.MetadataSize > 0,
+		pi:       cfg.Format.PIType,
+		piFirst:  cfg.Format.PIFirst,
+	}
+	if ns.ms > 0 {
+		ns.blk = make([]byte, int(cfg.LBASize)+int(ns.ms))
 	}
 	if !keep {
 		return ns, nil
@@ -50,10 +68,40 @@ func newNamespace(id uint32, cfg *Config, keep bool) (*namespace, error) {
 	}
 	ns.data = mem
 	ns.resident = make([]uint64, (uint64(size)/storePage+63)/64)
+	if ns.ms > 0 {
+		msize := int(ns.nlbas) * int(ns.ms)
+		if ns.meta, err = unix.Mmap(-1, 0, msize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err != nil {
+			_ = unix.Munmap(mem)
+			ns.data = nil
+			return nil, fmt.Errorf("sim: namespace %d: mapping %d bytes of metadata store: %w", id, msize, err)
+		}
+	}
 	return ns, nil
 }
 
+// putMeta stores block lba's metadata (inverted, see namespace.meta).
+func (ns *namespace) putMeta(lba uint64, md []byte) {
+	dst := ns.meta[lba*uint64(ns.ms):]
+	for i, b := range md {
+		dst[i] = ^b
+	}
+}
+
+// getMeta loads block lba's metadata into md.
+func (ns *namespace) getMeta(lba uint64, md []byte) {
+	src := ns.meta[lba*uint64(ns.ms):]
+	for i := range md {
+		md[i] = ^src[i]
+	}
+}
+
 func (ns *namespace) close() error {
+	if ns.meta != nil {
+		if err := unix.Munmap(ns.meta); err != nil {
+			return fmt.Errorf("sim: namespace %d: unmapping metadata store: %w", ns.id, err)
+		}
+		ns.meta = nil
+	}
 	if ns.data == nil {
 		return nil
 	}
@@ -87,6 +135,10 @@ func (ns *namespace) zero(off, n uint64) error {
 		return nil
 	}
 	end := off + n
+	if ns.meta != nil {
+		// Zeroed metadata reads back as all ones: PI checks are escaped.
+		clear(ns.meta[(off>>ns.lbaShift)*uint64(ns.ms) : (end>>ns.lbaShift)*uint64(ns.ms)])
+	}
 	first := (off + storePage - 1) &^ (storePage - 1)
 	last := end &^ (storePage - 1)
 	if first >= last { // no whole page inside

@@ -6,7 +6,10 @@
 // so workload, pinning, reporting and JSON are shared by every kind of device.
 package target
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Op is the operation of a request.
 type Op uint8
@@ -38,7 +41,7 @@ type Info struct {
 	NSID        uint32
 	LBASize     uint32 // logical block size in bytes
 	Capacity    uint64 // bytes
-	MaxTransfer uint32 // largest single I/O in bytes; 0 when unlimited or unknown
+	MaxTransfer uint32 // largest transfer of one command in bytes (larger I/O is split); 0 when unlimited or unknown
 }
 
 // DoorbellMode says when a queue tells the device about new submissions.
@@ -87,6 +90,12 @@ type QueueConfig struct {
 	// FUA sets Force Unit Access on every read and write (spdk_nvme_perf --fua). Queues
 	// that cannot carry it refuse it in OpenQueue.
 	FUA bool
+	// IOUnitSize splits every I/O into commands of at most this many bytes
+	// (spdk_nvme_perf -O); 0 means IOSize. Engines that cannot split ignore it.
+	IOUnitSize int
+	// Protection is what to do with end-to-end protection information on a namespace
+	// formatted with it (spdk_nvme_perf -e); ignored on namespaces without PI.
+	Protection Protection
 }
 
 // QueueStats are a queue's transport counters, named as spdk_nvme_perf
@@ -116,6 +125,44 @@ func (s *QueueStats) Add(o QueueStats) {
 // driver's); read it before Close.
 type StatsQueue interface {
 	TransportStats() QueueStats
+}
+
+// Protection selects end-to-end protection information handling (the PRINFO field of
+// NVMe reads and writes).
+type Protection struct {
+	// Action (PRACT=1) makes the controller insert PI on writes and strip it on reads.
+	// Without it nvmeperf generates the PI of every block it writes and checks the PI
+	// of every block it reads on the fields Check selects.
+	Action bool
+	// Check (PRCHK) selects the PI fields the controller checks.
+	Check PICheck
+}
+
+// PICheck is a set of protection information fields to check.
+type PICheck uint8
+
+// PI fields.
+const (
+	PICheckGuard  PICheck = 1 << iota // the CRC-16 guard
+	PICheckAppTag                     // the application tag
+	PICheckRefTag                     // the reference tag
+)
+
+// String lists the fields as spdk_nvme_perf's -e takes them, e.g. "GUARD|REFTAG".
+func (c PICheck) String() string {
+	var parts []string
+	for _, f := range []struct {
+		bit  PICheck
+		name string
+	}{{PICheckGuard, "GUARD"}, {PICheckRefTag, "REFTAG"}, {PICheckAppTag, "APPTAG"}} {
+		if c&f.bit != 0 {
+			parts = append(parts, f.name)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "|")
 }
 
 // Request is one I/O. The caller owns it and reuses it; the queue reads it in Submit and

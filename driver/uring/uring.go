@@ -64,7 +64,12 @@ type Target struct {
 	passthrough bool
 	nsid        uint32
 	fixedCmd    bool // IORING_URING_CMD_FIXED usable (Linux 6.1+)
+	created     bool // Open created the file
 }
+
+// Created reports whether Open created the file (it did not exist before), so a caller
+// that fails later can remove what it made and nothing else.
+func (t *Target) Created() bool { return t.created }
 
 var _ target.Target = (*Target)(nil)
 
@@ -78,7 +83,15 @@ func Open(path string, opt Options) (target.Target, error) {
 	return t, nil
 }
 
-func open(path string, opt Options) (*Target, error) {
+func open(path string, opt Options) (t *Target, err error) {
+	// A file this call created is removed again when the call fails: a failed open
+	// must not leave a file behind (least of all one that fills the file system).
+	created, createdPath := false, path // path may be switched to /dev/ngXnY below
+	defer func() {
+		if err != nil && created {
+			_ = unix.Unlink(createdPath)
+		}
+	}()
 	if opt.Size < 0 {
 		return nil, fmt.Errorf("io_uring: size %d of %s is negative; give a size in bytes", opt.Size, path)
 	}
@@ -88,14 +101,15 @@ func open(path string, opt Options) (*Target, error) {
 	}
 
 	var st unix.Stat_t
-	err := unix.Stat(path, &st)
+	err = unix.Stat(path, &st)
 	if errors.Is(err, unix.ENOENT) {
 		if opt.Size == 0 {
-			return nil, fmt.Errorf("io_uring: %s does not exist; give a size to create it as a file", path)
+			return nil, fmt.Errorf("io_uring: %s does not exist; give a size (Options.Size) to create it as a file", path)
 		}
 		if err = createFile(path, opt.Size); err != nil {
 			return nil, err
 		}
+		created = true
 		err = unix.Stat(path, &st)
 	}
 	if err != nil {
@@ -115,19 +129,19 @@ func open(path string, opt Options) (*Target, error) {
 		kind = st.Mode & unix.S_IFMT
 	}
 	if kind == unix.S_IFREG && opt.Size > st.Size {
-		if err := extendFile(path, opt.Size); err != nil {
+		if err := extendFile(path, opt.Size, st.Size); err != nil {
 			return nil, err
 		}
 	}
 	if kind == unix.S_IFREG && opt.Size == 0 && st.Size == 0 {
-		return nil, fmt.Errorf("io_uring: file %s is empty; give a size to extend it", path)
+		return nil, fmt.Errorf("io_uring: file %s is empty; give a size (Options.Size) to extend it", path)
 	}
 
 	di, err := blockdev.Inspect(path)
 	if err != nil {
 		return nil, fmt.Errorf("io_uring: %w", err)
 	}
-	t := &Target{path: path, opt: opt, fd: -1, lbaSize: di.LBASize, capacity: di.Capacity}
+	t = &Target{path: path, opt: opt, fd: -1, lbaSize: di.LBASize, capacity: di.Capacity, created: created}
 	if di.Kind == blockdev.KindFile && opt.Size > 0 {
 		t.capacity = uint64(opt.Size)
 	}
@@ -190,12 +204,19 @@ func probe() error {
 	return r.close()
 }
 
+// geteuid is a variable so tests can be root and not root.
+var geteuid = os.Geteuid
+
 func openError(path string, passthrough, writes bool, err error) error {
 	mode := "reading"
 	if writes {
 		mode = "reading and writing"
 	}
 	switch {
+	case (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) && geteuid() == 0:
+		// Root is refused by an immutable or append-only file (chattr +i/+a), a
+		// read-only bind, or a security module — never by permissions.
+		return fmt.Errorf("io_uring: opening %s for %s: %w, even as root: the file may be immutable or append-only (lsattr shows i or a; chattr -i removes it), or a security module (SELinux, AppArmor) denies it", path, mode, err)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return fmt.Errorf("io_uring: opening %s for %s: %w; run as root or get access to the device", path, mode, err)
 	case errors.Is(err, unix.EINVAL) && !passthrough:
@@ -213,17 +234,28 @@ func createFile(path string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("io_uring: creating %s: %w", path, err)
 	}
-	defer unix.Close(fd)
-	return allocate(fd, path, size)
+	err = allocate(fd, path, size)
+	unix.Close(fd)
+	if err != nil {
+		// ENOSPC half-way leaves a partial file that fills the file system: remove it.
+		_ = unix.Unlink(path)
+	}
+	return err
 }
 
-func extendFile(path string, size int64) error {
+func extendFile(path string, size, oldSize int64) error {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("io_uring: extending %s to %d bytes: %w", path, size, err)
 	}
 	defer unix.Close(fd)
-	return allocate(fd, path, size)
+	if err := allocate(fd, path, size); err != nil {
+		// Give back what a partial allocation took: the file keeps its old size and
+		// its data (bytes below oldSize are never touched).
+		_ = unix.Ftruncate(fd, oldSize)
+		return err
+	}
+	return nil
 }
 
 // allocate gives the file real blocks (fallocate) so writes do not also measure block
