@@ -2,21 +2,23 @@
 # vmtest.sh: the QEMU lab. Boots a Debian kernel under TCG with QEMU's NVMe controllers
 # (a real, independent NVMe implementation), once with an emulated Intel IOMMU (VFIO)
 # and once without (uio_pci_generic), runs scripts/lab/steps/*.sh in the guest and fails
-# on any FAIL, missing step or timeout. See docs/lab.md.
+# on any FAIL, missing step or timeout, and on any undefined-behaviour report
+# (pci_nvme_ub_*) in QEMU's guest-error log. See docs/lab.md.
 #
 # Environment: VMTEST_CACHE (default .vmtest), VMTEST_BOOTS ("iommu noiommu"),
-# VMTEST_BOOT_TIMEOUT (seconds per boot, 240), VMTEST_STEP_TIMEOUT (per step, 150),
+# VMTEST_BOOT_TIMEOUT (seconds per boot, 480), VMTEST_STEP_TIMEOUT (per step, 150),
 # VMTEST_KEEP=1 keeps the logs, VMTEST_SKIP_NVMEPERF=1 leaves the CLI out, VMTEST_STEPS (space separated step names to run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${VMTEST_CACHE:-$ROOT/.vmtest}
 BOOTS=${VMTEST_BOOTS:-iommu noiommu}
-BOOT_TIMEOUT=${VMTEST_BOOT_TIMEOUT:-240}
+BOOT_TIMEOUT=${VMTEST_BOOT_TIMEOUT:-480}
 STEP_TIMEOUT=${VMTEST_STEP_TIMEOUT:-150}
 SEED=${VMTEST_SEED:-$((RANDOM * 32768 + RANDOM))}
 LBA_SIZE=512
 IMAGE_MB=128
+VARIANT_MB=32 # the lab-mdts and lab-meta namespaces: small, verify runs cover them fast
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -26,6 +28,9 @@ cleanup() {
 	local rc=$?
 	if [[ -n "${QEMU_PID:-}" ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
 		kill "$QEMU_PID" 2>/dev/null || true
+	fi
+	if [[ -n "${WATCH_PID:-}" ]]; then
+		kill "$WATCH_PID" 2>/dev/null || true
 	fi
 	if [[ "${VMTEST_KEEP:-0}" == 1 || $rc -ne 0 ]]; then
 		mkdir -p "$CACHE/last"
@@ -178,15 +183,39 @@ build_initramfs() {
 }
 
 # --- images ----------------------------------------------------------------------------
-# Three controllers: lab-vfio (userspace target, also the cross-check disk), lab-kernel
+# Five controllers: lab-vfio (userspace target, also the cross-check disk), lab-kernel
 # (stays on the kernel driver: io_uring scratch), lab-mounted (ext4 the guest mounts:
-# setup.sh must refuse it).
+# setup.sh must refuse it), lab-mdts (one 4 KiB-LBA namespace, MDTS 2 = 16 KiB: I/O
+# larger than that must be split) and lab-meta (namespaces with metadata: extended LBA,
+# separate metadata with PI type 1, extended LBA with PI type 2 in the first bytes).
 make_images() {
 	local boot=$1
 	rm -f "$WORK"/*.raw
 	truncate -s "${IMAGE_MB}M" "$WORK/vfio-$boot.raw" "$WORK/kernel-$boot.raw"
+	truncate -s "${VARIANT_MB}M" "$WORK/mdts-$boot.raw" "$WORK/meta1-$boot.raw" "$WORK/meta2-$boot.raw" "$WORK/meta3-$boot.raw"
 	truncate -s 64M "$WORK/mounted-$boot.raw"
 	mkfs.ext4 -q -F -L labmounted "$WORK/mounted-$boot.raw"
+}
+
+# nvme_devices BOOT: the -drive/-device arguments of the five controllers.
+nvme_devices() {
+	local b=$1 raw="format=raw,if=none"
+	DEVICES=(
+		-drive "file=$WORK/vfio-$b.raw,$raw,id=dvfio" -device "nvme,serial=lab-vfio,drive=dvfio"
+		-drive "file=$WORK/kernel-$b.raw,$raw,id=dkernel" -device "nvme,serial=lab-kernel,drive=dkernel"
+		-drive "file=$WORK/mounted-$b.raw,$raw,id=dmounted" -device "nvme,serial=lab-mounted,drive=dmounted"
+		# MDTS is in units of CAP.MPSMIN (4 KiB): 2 means 2^2 pages, 16 KiB per command.
+		-drive "file=$WORK/mdts-$b.raw,$raw,id=dmdts" -device "nvme,id=nmdts,serial=lab-mdts,mdts=2"
+		-device "nvme-ns,bus=nmdts,drive=dmdts,nsid=1,logical_block_size=4096,physical_block_size=4096"
+		# ms = metadata bytes per block; mset=1 interleaves them with the data (extended
+		# LBA), mset=0 puts them in a separate buffer (MPTR); pi = protection type,
+		# pil=1 puts the 8 PI bytes first in the metadata instead of last.
+		-drive "file=$WORK/meta1-$b.raw,$raw,id=dmeta1" -drive "file=$WORK/meta2-$b.raw,$raw,id=dmeta2"
+		-drive "file=$WORK/meta3-$b.raw,$raw,id=dmeta3" -device "nvme,id=nmeta,serial=lab-meta"
+		-device "nvme-ns,bus=nmeta,drive=dmeta1,nsid=1,ms=8,mset=1"
+		-device "nvme-ns,bus=nmeta,drive=dmeta2,nsid=2,ms=8,pi=1"
+		-device "nvme-ns,bus=nmeta,drive=dmeta3,nsid=3,ms=16,mset=1,pi=2,pil=1"
+	)
 }
 
 # --- boot ------------------------------------------------------------------------------
@@ -200,21 +229,110 @@ run_boot() {
 		cmdline+=" intel_iommu=on iommu=pt"
 	fi
 	make_images "$boot"
+	nvme_devices "$boot"
 	log "boot $boot: starting QEMU (timeout ${BOOT_TIMEOUT}s)"
 	local start=$SECONDS rc=0
+	# -d guest_errors: QEMU's NVMe model logs every access the spec leaves undefined
+	# (pci_nvme_ub_*) to the -D file; check_ub fails the boot on any of them.
+	: >"$WORK/qemu-$boot.guest-errors"
 	timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 "${machine[@]}" "${iommu[@]}" \
 		-cpu max -smp 2 -m 1G -nographic -no-reboot -nodefaults -serial stdio \
+		-d guest_errors -D "$WORK/qemu-$boot.guest-errors" \
 		-kernel "$CACHE/kernel/vmlinuz" -initrd "$WORK/initramfs.cpio.gz" -append "$cmdline" \
-		-drive "file=$WORK/vfio-$boot.raw,if=none,id=dvfio,format=raw" -device "nvme,serial=lab-vfio,drive=dvfio" \
-		-drive "file=$WORK/kernel-$boot.raw,if=none,id=dkernel,format=raw" -device "nvme,serial=lab-kernel,drive=dkernel" \
-		-drive "file=$WORK/mounted-$boot.raw,if=none,id=dmounted,format=raw" -device "nvme,serial=lab-mounted,drive=dmounted" \
-		</dev/null >"$WORK/$boot.log" 2>&1 &
+		"${DEVICES[@]}" </dev/null >"$WORK/$boot.log" 2>&1 &
 	QEMU_PID=$!
+	watch_steps "$boot" "$QEMU_PID" &
+	WATCH_PID=$!
 	wait "$QEMU_PID" || rc=$?
 	QEMU_PID=
+	wait "$WATCH_PID" 2>/dev/null || true
+	WATCH_PID=
 	log "boot $boot: QEMU exited with $rc after $((SECONDS - start))s"
 	grep -a 'LAB-' "$WORK/$boot.log" | sed "s/^/  [$boot] /" >&2 || true
 	check_boot "$boot" "$rc"
+	check_ub "$boot"
+}
+
+# watch_steps BOOT PID: while QEMU runs, notes how many undefined-behaviour lines and
+# other lines the guest-error log holds whenever a step begins (LAB-BEGIN on the
+# console), so check_ub can say which steps caused them. Polled five times a second, so
+# a few lines may land in a neighbouring step.
+watch_steps() {
+	local boot=$1 pid=$2 seen=0 n name
+	: >"$WORK/ub-marks-$boot"
+	while kill -0 "$pid" 2>/dev/null; do
+		# grep -c exits 1 on no match, which set -e would take for a failure.
+		n=$(grep -ac '^LAB-BEGIN ' "$WORK/$boot.log" 2>/dev/null || true)
+		if ((${n:-0} > seen)); then
+			name=$(grep -a '^LAB-BEGIN ' "$WORK/$boot.log" | sed -n "${n}p" | tr -d '\r' | cut -d' ' -f2 || true)
+			echo "$name $(guest_error_counts "$boot")" >>"$WORK/ub-marks-$boot"
+			seen=$n
+		fi
+		sleep 0.2
+	done
+	echo "(end) $(guest_error_counts "$boot")" >>"$WORK/ub-marks-$boot"
+}
+
+# guest_error_counts BOOT: "UB OTHER", the pci_nvme_ub_ lines and all other lines so far.
+guest_error_counts() {
+	local f="$WORK/qemu-$1.guest-errors" all ub
+	all=$(wc -l <"$f" 2>/dev/null || true)
+	ub=$(grep -ac 'pci_nvme_ub_' "$f" 2>/dev/null || true)
+	echo "${ub:-0} $((${all:-0} - ${ub:-0}))"
+}
+
+# check_ub BOOT: fails the boot on any pci_nvme_ub_ line in QEMU's guest-error log:
+# prints the count, the counts by kind, by step (approximate) and the first lines.
+check_ub() {
+	local boot=$1 f="$WORK/qemu-$1.guest-errors" n other
+	[[ -f "$f" ]] || { FAILURES+=("$boot: QEMU wrote no guest-error log"); return; }
+	# Every grep here may match nothing (exit 1): || true keeps set -e and pipefail quiet.
+	n=$(grep -ac 'pci_nvme_ub_' "$f" || true)
+	other=$(grep -avc 'pci_nvme_ub_' "$f" || true)
+	# Keep a bounded excerpt with the logs: the full file can be hundreds of MB.
+	{
+		echo "pci_nvme_ub_ lines: $n, other guest-error lines: $other"
+		ub_kinds "$f"
+		echo "--- by step (approximate)"
+		ub_by_step "$boot"
+		echo "--- first other lines"
+		grep -av -m 20 'pci_nvme_ub_' "$f" || true
+		echo "--- first lines"
+		head -n 200 "$f"
+	} >"$WORK/$boot-guest-errors.log"
+	if ((other > 0)); then
+		# Not undefined behaviour of the NVMe model (e.g. a DMA the IOMMU rejected):
+		# reported, not failed on.
+		log "boot $boot: $other other guest-error line(s) from QEMU, first: $(grep -avm1 'pci_nvme_ub_' "$f" || true)"
+	fi
+	if ((n == 0)); then
+		log "boot $boot: QEMU reported no NVMe undefined behaviour (pci_nvme_ub_*)"
+		((other == 0)) || ub_by_step "$boot" | sed "s/^/  [$boot] by step: /" >&2
+		return 0
+	fi
+	log "boot $boot: QEMU reported $n NVMe undefined-behaviour access(es):"
+	ub_kinds "$f" | sed "s/^/  [$boot] /" >&2
+	ub_by_step "$boot" | sed "s/^/  [$boot] by step: /" >&2
+	{ grep -a -m 5 'pci_nvme_ub_' "$f" || true; } | sed "s/^/  [$boot] /" >&2
+	FAILURES+=("$boot: QEMU reported $n pci_nvme_ub_ undefined-behaviour access(es) (see ${boot}-guest-errors.log)")
+}
+
+# ub_kinds FILE: count of each pci_nvme_ub_ kind, most frequent first.
+ub_kinds() {
+	{ grep -ao 'pci_nvme_ub_[a-z0-9_]*' "$1" || true; } | sort | uniq -c | sort -rn
+}
+
+# ub_by_step BOOT: "step: U undefined-behaviour, O other" for each step during which
+# the guest-error log grew.
+ub_by_step() {
+	local prev="(boot)" pu=0 po=0 name u o
+	while read -r name u o; do
+		if ((u > pu || o > po)); then
+			echo "$prev: $((u - pu)) undefined-behaviour, $((o - po)) other"
+		fi
+		prev=$name pu=$u po=$o
+	done <"$WORK/ub-marks-$1"
+	return 0
 }
 
 FAILURES=()

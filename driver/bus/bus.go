@@ -7,13 +7,15 @@ package bus
 
 import (
 	"fmt"
-	"sync/atomic"
 	"unsafe"
 )
 
 // Registers is access to a controller's register space. Offsets are bytes from the start
-// of BAR0 and must be naturally aligned. Implementations are safe for concurrent use; each
-// access is a single load or store, as MMIO requires.
+// of BAR0 and must be naturally aligned. Implementations are safe for concurrent use.
+// Each Read32/Write32 is a single 32-bit load or store, as MMIO requires. Read64 and
+// Write64 are two 32-bit accesses, low dword first (Linux's lo_hi_readq/lo_hi_writeq):
+// many controllers accept nothing wider than 32 bits. Driver code uses the package
+// functions Read64 and Write64, which guarantee that on any Registers.
 type Registers interface {
 	Read32(off uint32) uint32
 	Write32(off uint32, v uint32)
@@ -21,13 +23,45 @@ type Registers interface {
 	Write64(off uint32, v uint64)
 }
 
+// Read64 reads the 64-bit register at off (CAP, ASQ, ACQ, CMBMSC...) as two 32-bit
+// reads, low dword then high dword.
+func Read64(r Registers, off uint32) uint64 {
+	lo := r.Read32(off)
+	hi := r.Read32(off + 4)
+	return uint64(lo) | uint64(hi)<<32
+}
+
+// Write64 writes the 64-bit register at off as two 32-bit writes, low dword then high
+// dword.
+func Write64(r Registers, off uint32, v uint64) {
+	r.Write32(off, uint32(v))
+	r.Write32(off+4, uint32(v>>32))
+}
+
+// Quiescer is implemented by a transport (its Registers or its Allocator) that can stop
+// the device from reaching host memory at all: PCIe clears Bus Master Enable in the
+// function's command register. The NVMe driver calls StopDMA on teardown after failure,
+// once the controller is disabled (CC.EN=0, CSTS.RDY=0) or has failed to disable, and
+// before any DMA memory is freed or unmapped. It must be safe to call more than once.
+type Quiescer interface {
+	StopDMA() error
+}
+
+// AccessObserver sees every access made through an MMIO's Read32/Write32 (and so
+// Read64/Write64), in program order, with its width in bytes. The simulator installs
+// one on the host's view of its BAR to check the access rules. Pointer accesses through
+// Reg32 (the queue pairs' doorbells) are not observed.
+type AccessObserver interface {
+	ObserveAccess(off uint32, width int, write bool)
+}
+
 // MMIO is Registers over mapped memory: a BAR mmap-ed through VFIO or sysfs, or the
-// simulated controller's register page. Every access goes through sync/atomic so that
-// the compiler neither reorders nor splits it, and the other side (device or simulator)
-// sees stores in program order.
+// simulated controller's register page. Every access is a plain load or store of the
+// register's width through Load32/Store32 (see mmio.go for the ordering they give).
 type MMIO struct {
 	base unsafe.Pointer
 	size uint32
+	obs  AccessObserver
 }
 
 // NewMMIO wraps mem, which must stay mapped for the life of the MMIO.
@@ -44,29 +78,46 @@ func NewMMIO(mem []byte) (*MMIO, error) {
 	return &MMIO{base: unsafe.Pointer(&mem[0]), size: uint32(len(mem))}, nil
 }
 
+// SetObserver installs o (nil removes it). Call it before the MMIO is shared.
+func (m *MMIO) SetObserver(o AccessObserver) { m.obs = o }
+
 // Size is the length of the register space in bytes.
 func (m *MMIO) Size() uint32 { return m.size }
 
 // Reg32 returns a pointer to the 32-bit register at off, for callers that poll or ring
-// one register often (doorbells) and want to skip the interface call. Use it only with
-// sync/atomic.
+// one register often (doorbells) and want to skip the interface call. Access it only
+// with Load32 and Store32, never with sync/atomic.
 func (m *MMIO) Reg32(off uint32) *uint32 {
 	m.check(off, 4)
 	return (*uint32)(unsafe.Add(m.base, off))
 }
 
-func (m *MMIO) Read32(off uint32) uint32 { return atomic.LoadUint32(m.Reg32(off)) }
-
-func (m *MMIO) Write32(off uint32, v uint32) { atomic.StoreUint32(m.Reg32(off), v) }
-
-func (m *MMIO) Read64(off uint32) uint64 {
-	m.check(off, 8)
-	return atomic.LoadUint64((*uint64)(unsafe.Add(m.base, off)))
+func (m *MMIO) Read32(off uint32) uint32 {
+	p := m.Reg32(off)
+	if m.obs != nil {
+		m.obs.ObserveAccess(off, 4, false)
+	}
+	return Load32(p)
 }
 
+func (m *MMIO) Write32(off uint32, v uint32) {
+	p := m.Reg32(off)
+	if m.obs != nil {
+		m.obs.ObserveAccess(off, 4, true)
+	}
+	Store32(p, v)
+}
+
+// Read64 reads a 64-bit register low dword first; see Registers.
+func (m *MMIO) Read64(off uint32) uint64 {
+	m.check(off, 8)
+	return Read64(m, off)
+}
+
+// Write64 writes a 64-bit register low dword first; see Registers.
 func (m *MMIO) Write64(off uint32, v uint64) {
 	m.check(off, 8)
-	atomic.StoreUint64((*uint64)(unsafe.Add(m.base, off)), v)
+	Write64(m, off, v)
 }
 
 func (m *MMIO) check(off, width uint32) {
@@ -76,8 +127,9 @@ func (m *MMIO) check(off, width uint32) {
 	}
 }
 
-// PageSize is the unit of DMA allocation and the NVMe memory page size nvmeperf uses
-// (CC.MPS = 0).
+// PageSize is the unit and alignment of DMA allocation, and the smallest NVMe memory
+// page size (CC.MPS = 0). Controllers whose CAP.MPSMIN asks for larger pages get
+// allocations aligned by the driver.
 const PageSize = 4096
 
 // Buffer is DMA memory: Bytes is the host's view, Addr the address the device uses for

@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -22,7 +23,9 @@ type Options struct {
 	AdminTimeout time.Duration
 	// ReadyTimeout overrides CAP.TO for enable/disable waits when non-zero (tests).
 	ReadyTimeout time.Duration
-	// ShutdownTimeout bounds the wait for CSTS.SHST after a normal shutdown; 0 means 10 s.
+	// ShutdownTimeout bounds the wait for CSTS.SHST after a normal shutdown; 0 means
+	// what the controller's Identify RTD3E (RTD3 entry latency) says, clamped to
+	// [MinShutdownTimeout, MaxShutdownTimeout] as Linux does.
 	ShutdownTimeout time.Duration
 	// MaxTransfer caps the data transfer size when the controller reports no MDTS;
 	// 0 means 1 MiB.
@@ -30,6 +33,10 @@ type Options struct {
 	// NoShutdownNotification makes Detach disable the controller (CC.EN=0) instead of
 	// a normal shutdown notification (CC.SHN), as spdk_nvme_perf -N does.
 	NoShutdownNotification bool
+	// Quiescer stops the transport's DMA (PCIe: bus mastering off) during teardown after
+	// a failure. nil means the Registers or the Allocator passed to Attach, if either
+	// implements bus.Quiescer.
+	Quiescer bus.Quiescer
 }
 
 func (o *Options) defaults() {
@@ -42,21 +49,33 @@ func (o *Options) defaults() {
 	if o.AdminTimeout == 0 {
 		o.AdminTimeout = 10 * time.Second
 	}
-	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = 10 * time.Second
-	}
 	if o.MaxTransfer == 0 {
 		o.MaxTransfer = 1 << 20
 	}
 }
 
+// Shutdown timeout bounds when Options.ShutdownTimeout is 0: the controller's RTD3E,
+// clamped as Linux clamps it (its shutdown_timeout module parameter defaults to 5 s;
+// the ceiling is 60 s). A controller reporting no RTD3E gets the minimum.
+const (
+	MinShutdownTimeout = 5 * time.Second
+	MaxShutdownTimeout = 60 * time.Second
+)
+
+// maxMPSMIN is the largest CAP.MPSMIN nvmeperf drives: memory pages up to 64 KiB. Each
+// queue and each request's PRP list pages are whole memory pages, so larger pages
+// would cost more memory than they are worth.
+const maxMPSMIN = 4
+
 // Controller is an attached NVMe controller.
 type Controller struct {
-	regs bus.Registers
-	dma  bus.Allocator
-	opts Options
+	regs     bus.Registers
+	dma      bus.Allocator
+	quiescer bus.Quiescer // the transport's DMA stop (bus mastering), if it has one
+	opts     Options
 
 	cap         spec.CAP
+	pageSize    int // memory page size in bytes (CC.MPS)
 	vs          spec.VS
 	ident       spec.IdentifyController
 	maxTransfer int // bytes
@@ -67,28 +86,47 @@ type Controller struct {
 	admin   *QPair
 	scratch bus.Buffer // one page for identify/log data
 
-	qidMu sync.Mutex
-	qids  []bool // qids[i] true when I/O queue i+1 is in use
-	open  map[*QPair]struct{}
+	qidMu    sync.Mutex
+	qids     []bool // qids[i] true when I/O queue i+1 is in use
+	open     map[*QPair]struct{}
+	detached bool
 
 	failMu sync.Mutex
 	failed error
+
+	// DMA memory the controller may still reach (its queue could not be deleted, or the
+	// controller failed) waits in deferred until the controller is disabled or shut
+	// down, or the transport stopped its DMA; safe says that has happened.
+	dmaMu    sync.Mutex
+	deferred []bus.Buffer
+	safe     bool
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
 // queue, enables it, identifies it and its active namespaces, and negotiates the number
 // of I/O queues. Every wait is bounded.
+//
+// Teardown after a failure calls the transport's bus.Quiescer (Options.Quiescer, or
+// regs or dma if either implements it) after disabling the controller and before
+// freeing DMA memory.
 func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, error) {
 	opts.defaults()
-	c := &Controller{regs: regs, dma: dma, opts: opts, open: map[*QPair]struct{}{}}
-	if err := c.guard("enabling the controller", c.enable); err != nil {
-		c.releaseAdmin()
-		return nil, err
+	c := &Controller{regs: regs, dma: dma, opts: opts, open: map[*QPair]struct{}{}, pageSize: bus.PageSize}
+	if opts.Quiescer != nil {
+		c.quiescer = opts.Quiescer
+	} else if q, ok := regs.(bus.Quiescer); ok {
+		c.quiescer = q
+	} else if q, ok := dma.(bus.Quiescer); ok {
+		c.quiescer = q
 	}
-	if err := c.guard("identifying the controller", c.identify); err != nil {
-		c.disableQuietly()
-		c.releaseAdmin()
-		return nil, err
+	err := c.guard("enabling the controller", c.enable)
+	if err == nil {
+		err = c.guard("identifying the controller", c.identify)
+	}
+	if err != nil {
+		// The controller may have been enabled with the admin queue: stop it before its
+		// memory goes.
+		return nil, errors.Join(err, c.teardown(false))
 	}
 	return c, nil
 }
@@ -134,7 +172,7 @@ func (c *Controller) waitReady(want bool, what string) error {
 // enable performs the spec's initialization steps up to CSTS.RDY = 1
 // (NVMe Base 2.0, section 3.5.1 "Memory-based Controller Initialization").
 func (c *Controller) enable() error {
-	c.cap = spec.CAP(c.regs.Read64(spec.RegCAP))
+	c.cap = spec.CAP(bus.Read64(c.regs, spec.RegCAP))
 	if c.cap == 0xFFFFFFFFFFFFFFFF {
 		return fmt.Errorf("nvme: %w: CAP reads as all ones (device removed or BAR not mapped)", ErrFailed)
 	}
@@ -142,9 +180,12 @@ func (c *Controller) enable() error {
 	if c.cap.CSS()&1 == 0 {
 		return fmt.Errorf("nvme: controller does not support the NVM command set (%v)", c.cap)
 	}
-	if c.cap.MPSMIN() > 0 {
-		return fmt.Errorf("nvme: controller's smallest memory page is %d bytes; nvmeperf needs 4096 (%v)", 4096<<c.cap.MPSMIN(), c.cap)
+	// The memory page is the smallest the controller accepts (CAP.MPSMIN).
+	if c.cap.MPSMIN() > maxMPSMIN || c.cap.MPSMIN() > c.cap.MPSMAX() {
+		return fmt.Errorf("nvme: controller's smallest memory page is %d bytes; nvmeperf drives pages of 4 KiB to %d KiB (%v)",
+			uint64(4096)<<c.cap.MPSMIN(), 4<<maxMPSMIN, c.cap)
 	}
+	c.pageSize = bus.PageSize << c.cap.MPSMIN()
 	// Disable first. A controller with EN=1 but RDY=0 is still coming up: wait for it
 	// before disabling, as the spec requires.
 	cc := spec.CC(c.regs.Read32(spec.RegCC))
@@ -168,7 +209,7 @@ func (c *Controller) enable() error {
 		entries = 4096
 	}
 	c.maxTransfer = c.opts.MaxTransfer // until Identify tells
-	admin, err := newQPair(c, 0, QPairOptions{Entries: entries, MaxTransfer: pageSize * 2})
+	admin, err := newQPair(c, 0, QPairOptions{Entries: entries, MaxTransfer: c.pageSize * 2})
 	if err != nil {
 		return err
 	}
@@ -177,9 +218,9 @@ func (c *Controller) enable() error {
 		return fmt.Errorf("nvme: allocating identify buffer: %w", err)
 	}
 	c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(uint16(entries), uint16(entries))))
-	c.regs.Write64(spec.RegASQ, admin.sqMem.Addr)
-	c.regs.Write64(spec.RegACQ, admin.cqMem.Addr)
-	c.regs.Write32(spec.RegCC, uint32(spec.MakeCC(true, 0, 0, spec.CCShutdownNone, spec.SQESizeLog, spec.CQESizeLog)))
+	bus.Write64(c.regs, spec.RegASQ, admin.sqMem.Addr)
+	bus.Write64(c.regs, spec.RegACQ, admin.cqMem.Addr)
+	c.regs.Write32(spec.RegCC, uint32(spec.MakeCC(true, 0, c.cap.MPSMIN(), spec.CCShutdownNone, spec.SQESizeLog, spec.CQESizeLog)))
 	return c.waitReady(true, "enabling controller")
 }
 
@@ -420,6 +461,21 @@ func (c *Controller) MaxTransfer() int { return c.maxTransfer }
 // IOQueues is the number of I/O queue pairs the controller granted.
 func (c *Controller) IOQueues() int { return c.ioQueues }
 
+// PageSize is the memory page size in bytes the controller runs with (CC.MPS): 4096
+// unless CAP.MPSMIN asks for more. PRP entries after the first are page aligned.
+func (c *Controller) PageSize() int { return c.pageSize }
+
+// ShutdownTimeout is how long Detach waits for a normal shutdown to complete:
+// Options.ShutdownTimeout, or else Identify RTD3E clamped to [MinShutdownTimeout,
+// MaxShutdownTimeout].
+func (c *Controller) ShutdownTimeout() time.Duration {
+	if c.opts.ShutdownTimeout > 0 {
+		return c.opts.ShutdownTimeout
+	}
+	rtd3e := time.Duration(c.ident.RTD3E) * time.Microsecond
+	return min(max(rtd3e, MinShutdownTimeout), MaxShutdownTimeout)
+}
+
 // MaxQueueEntries is CAP.MQES+1.
 func (c *Controller) MaxQueueEntries() int { return int(c.cap.MQES()) + 1 }
 
@@ -463,25 +519,27 @@ func (c *Controller) NewIOQPair(opts QPairOptions) (*QPair, error) {
 		return nil, err
 	}
 	create := spec.Command{
-		CDW10: uint32(qid) | uint32(q.size-1)<<16,
+		CDW10: uint32(qid) | (q.size-1)<<16,
 		CDW11: spec.QueuePhysicallyContiguous,
 		PRP1:  q.cqMem.Addr,
 	}
 	create.SetOpcodeCID(uint8(spec.AdminCreateIOCQ), 0)
 	if _, err := c.AdminCommand(&create, bus.Buffer{}); err != nil {
-		q.freeMemory()
+		// A command that failed with a status created nothing; one that got no answer
+		// may have.
+		q.freeMemory(c.Err() != nil)
 		release()
 		return nil, fmt.Errorf("nvme: creating I/O CQ %d (%d entries): %w", qid, q.size, err)
 	}
 	create = spec.Command{
-		CDW10: uint32(qid) | uint32(q.size-1)<<16,
+		CDW10: uint32(qid) | (q.size-1)<<16,
 		CDW11: spec.QueuePhysicallyContiguous | uint32(qid)<<16,
 		PRP1:  q.sqMem.Addr,
 	}
 	create.SetOpcodeCID(uint8(spec.AdminCreateIOSQ), 0)
 	if _, err := c.AdminCommand(&create, bus.Buffer{}); err != nil {
-		c.deleteQueue(spec.AdminDeleteIOCQ, uint16(qid))
-		q.freeMemory()
+		cqErr := c.deleteQueue(spec.AdminDeleteIOCQ, uint16(qid))
+		q.freeMemory(cqErr != nil || c.Err() != nil)
 		release()
 		return nil, fmt.Errorf("nvme: creating I/O SQ %d (%d entries): %w", qid, q.size, err)
 	}
@@ -499,7 +557,8 @@ func (c *Controller) deleteQueue(op spec.AdminOpcode, qid uint16) error {
 }
 
 // FreeIOQPair deletes the submission queue and then the completion queue and releases
-// their memory. Outstanding commands are abandoned.
+// their memory. Outstanding commands are abandoned. When the queues cannot be deleted
+// (the controller failed) the memory is kept until Detach has disabled the controller.
 func (c *Controller) FreeIOQPair(q *QPair) error {
 	c.qidMu.Lock()
 	if _, ok := c.open[q]; !ok {
@@ -509,14 +568,17 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 	delete(c.open, q)
 	c.qidMu.Unlock()
 	var err error
+	deleted := false
 	if c.Err() == nil {
 		if e := c.deleteQueue(spec.AdminDeleteIOSQ, q.id); e != nil {
 			err = fmt.Errorf("nvme: deleting I/O SQ %d: %w", q.id, e)
 		} else if e := c.deleteQueue(spec.AdminDeleteIOCQ, q.id); e != nil {
 			err = fmt.Errorf("nvme: deleting I/O CQ %d: %w", q.id, e)
+		} else {
+			deleted = true
 		}
 	}
-	q.freeMemory()
+	q.freeMemory(!deleted)
 	if q.failed == nil {
 		q.failed = fmt.Errorf("nvme: queue pair %d was freed", q.id)
 	}
@@ -527,48 +589,164 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 }
 
 // Detach deletes every I/O queue pair still open, sends a normal shutdown (CC.SHN) and
-// waits for CSTS.SHST to report it complete, then frees the admin queue.
+// waits for CSTS.SHST to report it complete (ShutdownTimeout), then frees the admin
+// queue. If the controller failed, or a queue or the shutdown could not be completed,
+// it disables the controller (CC.EN=0, waiting for CSTS.RDY=0 within CAP.TO) and stops
+// the transport's DMA before any memory the controller could reach is freed.
+// A second Detach does nothing.
 func (c *Controller) Detach() error {
 	c.qidMu.Lock()
+	if c.detached {
+		c.qidMu.Unlock()
+		return nil
+	}
+	c.detached = true
 	open := make([]*QPair, 0, len(c.open))
 	for q := range c.open {
 		open = append(open, q)
 	}
 	c.qidMu.Unlock()
-	var firstErr error
+	var errs []error
 	for _, q := range open {
-		if err := c.FreeIOQPair(q); err != nil && firstErr == nil {
-			firstErr = err
+		if err := c.FreeIOQPair(q); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if c.Err() == nil && c.opts.NoShutdownNotification {
-		if err := c.guard("disabling", c.disableWait); err != nil && firstErr == nil {
-			firstErr = err
+	shutDown := false
+	if c.Err() == nil {
+		what, stop := "shutting down", c.shutdown
+		if c.opts.NoShutdownNotification {
+			// spdk_nvme_perf -N: a disabled controller touches no host memory either.
+			what, stop = "disabling", c.disableWait
 		}
-	} else if c.Err() == nil {
-		if err := c.guard("shutting down", c.shutdown); err != nil && firstErr == nil {
-			firstErr = err
+		if err := c.guard(what, stop); err != nil {
+			errs = append(errs, err)
+		} else {
+			shutDown = true
 		}
 	}
-	c.releaseAdmin()
-	return firstErr
+	errs = append(errs, c.teardown(shutDown))
+	return errors.Join(errs...)
+}
+
+// teardown frees the admin queue and every deferred buffer. Unless the controller
+// completed a normal shutdown (it then touches no host memory), it first disables the
+// controller and stops the transport's DMA. Memory the controller might still reach,
+// because neither worked, is not freed (the transport frees it when it closes).
+func (c *Controller) teardown(shutDown bool) error {
+	var err error
+	if shutDown {
+		c.markSafe()
+	} else if c.admin != nil || c.pendingDMA() {
+		err = c.quiesce()
+	}
+	if c.admin != nil {
+		c.admin.freeMemory(true)
+		c.admin = nil
+	}
+	if c.scratch.Len() > 0 {
+		c.freeDMA(c.scratch, true)
+		c.scratch = bus.Buffer{}
+	}
+	c.dmaMu.Lock()
+	defer c.dmaMu.Unlock()
+	if n := len(c.deferred); n > 0 && !c.safe {
+		return errors.Join(err, fmt.Errorf("nvme: %d DMA buffers are left allocated: the controller could not be disabled and the transport cannot stop its DMA", n))
+	}
+	return err
+}
+
+// quiesce stops the controller from reaching host memory: CC.EN=0 and a wait for
+// CSTS.RDY=0 (bounded by CAP.TO), then the transport's DMA stop (PCIe bus mastering
+// off), which also covers a controller that would not disable. When either worked, the
+// deferred buffers are freed.
+func (c *Controller) quiesce() error {
+	disabled := c.guard("disabling the controller", func() error {
+		cc := spec.CC(c.regs.Read32(spec.RegCC))
+		if cc.EN() {
+			c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+		}
+		return c.waitReadyOff()
+	})
+	var stopped error = errors.New("no DMA stop")
+	if c.quiescer != nil {
+		if stopped = c.quiescer.StopDMA(); stopped != nil {
+			stopped = fmt.Errorf("nvme: stopping the transport's DMA: %w", stopped)
+		}
+	}
+	if disabled == nil || stopped == nil {
+		c.markSafe()
+		return nil
+	}
+	if c.quiescer == nil {
+		return disabled
+	}
+	return errors.Join(disabled, stopped)
+}
+
+// markSafe records that the controller no longer reaches host memory and frees what
+// was deferred.
+func (c *Controller) markSafe() {
+	c.dmaMu.Lock()
+	c.safe = true
+	deferred := c.deferred
+	c.deferred = nil
+	c.dmaMu.Unlock()
+	for _, b := range deferred {
+		_ = c.dma.Free(b)
+	}
+}
+
+func (c *Controller) pendingDMA() bool {
+	c.dmaMu.Lock()
+	defer c.dmaMu.Unlock()
+	return len(c.deferred) > 0
+}
+
+// freeDMA frees b now, or, when the controller may still reach it (deviceMayUse) and
+// has not been stopped, keeps it for teardown to free after the controller is stopped.
+func (c *Controller) freeDMA(b bus.Buffer, deviceMayUse bool) {
+	c.dmaMu.Lock()
+	if deviceMayUse && !c.safe {
+		c.deferred = append(c.deferred, b)
+		c.dmaMu.Unlock()
+		return
+	}
+	c.dmaMu.Unlock()
+	_ = c.dma.Free(b)
+}
+
+// allocDMA returns zeroed DMA memory of size bytes starting on a memory page boundary
+// of the controller (device address), and the allocation behind it to free.
+func (c *Controller) allocDMA(size int) (buf, raw bus.Buffer, err error) {
+	ps := uint64(c.pageSize)
+	if ps <= bus.PageSize {
+		raw, err = c.dma.Alloc(size)
+		return raw, raw, err
+	}
+	if raw, err = c.dma.Alloc(size + int(ps) - bus.PageSize); err != nil {
+		return bus.Buffer{}, bus.Buffer{}, err
+	}
+	off := int((ps - raw.Addr%ps) % ps)
+	return raw.Slice(off, size), raw, nil
 }
 
 func (c *Controller) shutdown() error {
 	cc := spec.CC(c.regs.Read32(spec.RegCC))
 	cc = cc&^(0x3<<14) | spec.CC(spec.CCShutdownNormal)<<14
 	c.regs.Write32(spec.RegCC, uint32(cc))
-	deadline := time.Now().Add(c.opts.ShutdownTimeout)
+	timeout := c.ShutdownTimeout()
+	deadline := time.Now().Add(timeout)
 	for {
 		csts := spec.CSTS(c.regs.Read32(spec.RegCSTS))
-		if csts.SHST() == spec.ShutdownStatusComplete {
-			return nil
-		}
 		if csts == 0xFFFFFFFF {
 			return fmt.Errorf("nvme: shutdown: %w: registers read as all ones", ErrFailed)
 		}
+		if csts.SHST() == spec.ShutdownStatusComplete {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nvme: shutdown: %w: CSTS.SHST did not report complete within %v (%v)", ErrTimeout, c.opts.ShutdownTimeout, csts)
+			return fmt.Errorf("nvme: shutdown: %w: CSTS.SHST did not report complete within %v (%v)", ErrTimeout, timeout, csts)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
@@ -580,22 +758,4 @@ func (c *Controller) disableWait() error {
 	cc := spec.CC(c.regs.Read32(spec.RegCC))
 	c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
 	return c.waitReadyOff()
-}
-
-func (c *Controller) disableQuietly() {
-	_ = safeRead(func() {
-		cc := spec.CC(c.regs.Read32(spec.RegCC))
-		c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
-	})
-}
-
-func (c *Controller) releaseAdmin() {
-	if c.admin != nil {
-		c.admin.freeMemory()
-		c.admin = nil
-	}
-	if c.scratch.Len() > 0 {
-		_ = c.dma.Free(c.scratch)
-		c.scratch = bus.Buffer{}
-	}
 }

@@ -39,6 +39,24 @@ type fakeDev struct {
 	ioCount int
 	cur     spec.Command // the command being processed; a field so that processing does not allocate
 	sqRings int
+	// dupEvery > 0 posts every dupEvery-th I/O completion twice (when the CQ has room),
+	// as a buggy controller might; dups counts them.
+	dupEvery int
+	dups     int
+	// lateDupEvery > 0 posts a copy of every lateDupEvery-th I/O completion again later,
+	// with an error status: just before completing the next command whose CID has the
+	// same low bits (lateDupMask), that is the next command in the same request slot.
+	lateDupEvery int
+	lateDupMask  uint16
+	late         *heldCmd
+	// badSQHD reports an SQ head beyond the queue's end in I/O completions.
+	badSQHD bool
+	// stuckReady keeps CSTS.RDY set after CC.EN=0: a controller that will not disable.
+	stuckReady bool
+	// fetchMax > 0 fetches at most that many I/O commands per doorbell write, leaving
+	// the rest in the SQ for the next doorbell (of either queue), so the SQ holds
+	// entries not yet fetched; a tail that overruns them panics.
+	fetchMax int
 }
 
 type heldCmd struct {
@@ -117,6 +135,12 @@ func (d *fakeDev) mem(addr uint64, n int) []byte {
 }
 
 func (d *fakeDev) Read32(off uint32) uint32 {
+	switch off {
+	case spec.RegCAP:
+		return uint32(d.cap)
+	case spec.RegCAP + 4:
+		return uint32(d.cap >> 32)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.regs[off]
@@ -151,11 +175,21 @@ func (d *fakeDev) Write32(off uint32, v uint32) {
 		if idx%2 == 0 {
 			d.sqRings++
 			if q := d.queue(&d.sqs, qid); q != nil {
+				if d.fetchMax > 0 {
+					pending := (q.tail + q.size - q.head) % q.size
+					added := (uint16(v) + q.size - q.tail) % q.size
+					if pending+added > q.size-1 {
+						panic(fmt.Sprintf("fakeDev: SQ %d tail %d overruns %d entries not yet fetched from %d", qid, v, pending, q.head))
+					}
+				}
 				q.tail = uint16(v)
 				d.process(qid, q)
 			}
 		} else if q := d.queue(&d.cqs, qid); q != nil {
 			q.head = uint16(v)
+			if sq := d.queue(&d.sqs, qid); d.fetchMax > 0 && sq != nil {
+				d.process(qid, sq)
+			}
 		}
 	}
 }
@@ -175,7 +209,7 @@ func (d *fakeDev) ccChanged(old, cc spec.CC) {
 			csts |= spec.CSTSReady
 		}
 	}
-	if !cc.EN() && old.EN() {
+	if !cc.EN() && old.EN() && !d.stuckReady {
 		csts &^= spec.CSTSReady | spec.CSTSFatal
 	}
 	if cc.SHN() != spec.CCShutdownNone && !d.noShutdown {
@@ -185,7 +219,13 @@ func (d *fakeDev) ccChanged(old, cc spec.CC) {
 }
 
 func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
-	for sq.head != sq.tail {
+	for fetched := 0; sq.head != sq.tail && (sqid == 0 || d.fetchMax == 0 || fetched < d.fetchMax); fetched++ {
+		// With duplicates on, the fake behaves as a controller must when the CQ is full:
+		// it stops fetching until the host frees room (room for the command and two
+		// duplicates). Otherwise a full CQ is the driver's fault and post panics.
+		if sqid != 0 && (d.dupEvery > 0 || d.lateDupEvery > 0) && d.cqRoom(d.cqs[sq.cqid]) < 3 {
+			return
+		}
 		raw := d.mem(sq.base+uint64(sq.head)*spec.SQESize, spec.SQESize)
 		d.cur = *(*spec.Command)(unsafe.Pointer(&raw[0]))
 		cmd := &d.cur
@@ -204,8 +244,26 @@ func (d *fakeDev) process(sqid uint16, sq *fakeQueue) {
 		if d.ioStatus != nil {
 			st = d.ioStatus(cmd)
 		}
+		if d.lateDupEvery > 0 {
+			if l := d.late; l != nil && l.sqid == sqid && l.cmd.CID()&d.lateDupMask == cmd.CID()&d.lateDupMask {
+				d.post(sqid, sq, &l.cmd, spec.MakeStatus(spec.SCTGeneric, spec.SCInternalError), 0)
+				d.dups++
+				d.late = nil
+			} else if l == nil && d.ioCount%d.lateDupEvery == 0 {
+				d.late = &heldCmd{sqid, *cmd}
+			}
+		}
 		d.post(sqid, sq, cmd, st, 0)
+		if d.dupEvery > 0 && d.ioCount%d.dupEvery == 0 {
+			d.post(sqid, sq, cmd, st, 0)
+			d.dups++
+		}
 	}
+}
+
+// cqRoom is how many more entries cq can take before the host consumes any.
+func (d *fakeDev) cqRoom(cq *fakeQueue) uint16 {
+	return cq.size - 1 - (cq.tail+cq.size-cq.head)%cq.size
 }
 
 // release completes every held command (in reverse order, to exercise out-of-order
@@ -231,7 +289,11 @@ func (d *fakeDev) post(sqid uint16, sq *fakeQueue, cmd *spec.Command, st spec.St
 	}
 	raw := d.mem(cq.base+uint64(cq.tail)*spec.CQESize, spec.CQESize)
 	binary.LittleEndian.PutUint32(raw[0:], dw0)
-	binary.LittleEndian.PutUint16(raw[8:], sq.head)
+	sqhd := sq.head
+	if d.badSQHD && sqid != 0 {
+		sqhd = sq.size + sq.tail // beyond the queue
+	}
+	binary.LittleEndian.PutUint16(raw[8:], sqhd)
 	binary.LittleEndian.PutUint16(raw[10:], sqid)
 	binary.LittleEndian.PutUint16(raw[12:], cmd.CID())
 	binary.LittleEndian.PutUint16(raw[14:], uint16(st)<<1|cq.phase)

@@ -55,7 +55,7 @@ func TestAttachFailures(t *testing.T) {
 	}{
 		{"never ready", func(d *fakeDev) { d.neverReady = true }, "CSTS.RDY stayed false", ErrTimeout},
 		{"fatal on enable", func(d *fakeDev) { d.fatalOnEn = true }, "controller fatal status", ErrFailed},
-		{"page size", func(d *fakeDev) { d.cap = spec.MakeCAP(63, true, 1, 0, 1, 1, 1) }, "needs 4096", nil},
+		{"page size", func(d *fakeDev) { d.cap = spec.MakeCAP(63, true, 1, 0, 1, 5, 5) }, "pages of 4 KiB to 64 KiB", nil},
 		{"no NVM command set", func(d *fakeDev) { d.cap = spec.MakeCAP(63, true, 1, 0, 0x40, 0, 0) }, "NVM command set", nil},
 	}
 	for _, tc := range cases {
@@ -417,7 +417,7 @@ func TestPRPShapes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clear(listMem)
 			var cmd spec.Command
-			err := buildPRPs(&cmd, bus.Buffer{Bytes: make([]byte, tc.n), Addr: tc.addr}, list)
+			err := buildPRPs(&cmd, bus.Buffer{Bytes: make([]byte, tc.n), Addr: tc.addr}, list, pageSize)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
@@ -443,7 +443,7 @@ func TestPRPListChaining(t *testing.T) {
 	// 600 pages after the first: the first list page holds 511 entries and a chain
 	// pointer in its last slot; the second page holds the remaining 89.
 	n := 601 * pageSize
-	pages := prpListPages(n)
+	pages := prpListPages(n, pageSize)
 	if pages != 2 {
 		t.Fatalf("prpListPages(%d) = %d, want 2", n, pages)
 	}
@@ -451,7 +451,7 @@ func TestPRPListChaining(t *testing.T) {
 	list := bus.Buffer{Bytes: listMem, Addr: 0xB000_0000}
 	base := uint64(0x2000_0000)
 	var cmd spec.Command
-	if err := buildPRPs(&cmd, bus.Buffer{Bytes: make([]byte, n), Addr: base}, list); err != nil {
+	if err := buildPRPs(&cmd, bus.Buffer{Bytes: make([]byte, n), Addr: base}, list, pageSize); err != nil {
 		t.Fatal(err)
 	}
 	entry := func(page, slot int) uint64 {
@@ -468,13 +468,13 @@ func TestPRPListChaining(t *testing.T) {
 	}
 	// 512 pages of data need at most 512 entries: one list page, no chain. One more
 	// page, and the worst case needs a chain.
-	if got := prpListPages(512 * pageSize); got != 1 {
+	if got := prpListPages(512*pageSize, pageSize); got != 1 {
 		t.Errorf("prpListPages(512 pages) = %d, want 1", got)
 	}
-	if got := prpListPages(513 * pageSize); got != 2 {
+	if got := prpListPages(513*pageSize, pageSize); got != 2 {
 		t.Errorf("prpListPages(513 pages) = %d, want 2", got)
 	}
-	if got := prpListPages(2 * pageSize); got != 1 || prpListPages(pageSize+4) != 0 {
+	if got := prpListPages(2*pageSize, pageSize); got != 1 || prpListPages(pageSize+4, pageSize) != 0 {
 		t.Errorf("prpListPages(8 KiB) = %d, want 1 (unaligned start spans 3 pages)", got)
 	}
 }

@@ -9,23 +9,23 @@ import (
 )
 
 // Physical Region Page handling (NVMe Base 2.0, section 4.1.1 "Physical Region Page
-// Entry and List"). nvmeperf runs controllers with a 4 KiB memory page (CC.MPS = 0).
+// Entry and List"). The memory page size ps is the controller's (CC.MPS): 4 KiB unless
+// CAP.MPSMIN asks for more.
 
 const (
 	pageSize      = bus.PageSize
-	pageMask      = pageSize - 1
-	prpsPerPage   = pageSize / 8
 	maxPRPListLen = 1 << 20 // entries; far beyond any MDTS, keeps list sizing sane
 )
 
 // prpListPages is how many list pages a transfer of up to maxBytes needs in the worst
 // case — a first page that holds only its last dword — with chaining: a full list page
 // gives its last entry to the pointer to the next page when more entries follow.
-func prpListPages(maxBytes int) int {
+func prpListPages(maxBytes, ps int) int {
+	prpsPerPage := ps / 8
 	if maxBytes <= 4 {
 		return 0
 	}
-	entries := (maxBytes - 4 + pageSize - 1) / pageSize // pages after the first
+	entries := (maxBytes - 4 + ps - 1) / ps // pages after the first
 	if entries <= 1 {
 		return 0
 	}
@@ -38,9 +38,11 @@ func prpListPages(maxBytes int) int {
 }
 
 // buildPRPs fills cmd.PRP1/PRP2 for data, writing a PRP list into list when the
-// transfer spans more than two pages. list must hold prpListPages(len) pages. With no
-// data the command is left alone: commands such as Create I/O CQ carry their own PRP1.
-func buildPRPs(cmd *spec.Command, data bus.Buffer, list bus.Buffer) error {
+// transfer spans more than two pages. list must hold prpListPages(len, ps) pages of ps
+// bytes, starting on a page boundary. With no data the command is left alone: commands
+// such as Create I/O CQ carry their own PRP1.
+func buildPRPs(cmd *spec.Command, data bus.Buffer, list bus.Buffer, ps int) error {
+	pageSize, pageMask, prpsPerPage := ps, uint64(ps-1), ps/8
 	n := data.Len()
 	if n == 0 {
 		return nil
@@ -62,7 +64,7 @@ func buildPRPs(cmd *spec.Command, data bus.Buffer, list bus.Buffer) error {
 		return nil
 	}
 	entries := (rest + pageSize - 1) / pageSize
-	if entries > maxPRPListLen || list.Len() < pageSize*prpListPages(n) {
+	if entries > maxPRPListLen || list.Len() < pageSize*prpListPages(n, ps) {
 		return fmt.Errorf("nvme: transfer of %d bytes needs a PRP list larger than the %d bytes reserved", n, list.Len())
 	}
 	cmd.PRP2 = list.Addr

@@ -2,8 +2,8 @@ package nvme
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -22,7 +22,8 @@ type Callback interface {
 
 // QPairOptions shape an I/O queue pair.
 type QPairOptions struct {
-	// Entries is the SQ and CQ size; 0 means 256. It is clamped to CAP.MQES+1.
+	// Entries is the SQ and CQ size; 0 means 256. It is clamped to CAP.MQES+1 (up to
+	// 65536).
 	Entries int
 	// Requests is how many commands may be outstanding, counting those waiting in the
 	// software queue for a free SQ slot; 0 means Entries-1.
@@ -38,14 +39,18 @@ type QPairOptions struct {
 	MaxCompletions int
 }
 
-// request is one command slot. Its index is the command identifier, so a completion
-// finds its request without a lookup structure.
+// request is one command slot. Its index is the low bits of the command identifier, so
+// a completion finds its request without a lookup structure; the high bits count the
+// slot's uses (as Linux's command generation does), so a late duplicate completion of
+// an earlier command in the slot is told from the current one's.
 type request struct {
 	cmd    spec.Command
 	cb     Callback
 	arg    any
 	prp    bus.Buffer // this request's PRP list pages
-	active bool
+	cid    uint16     // index | generation<<QPair.cidShift
+	active bool       // submitted, not completed
+	placed bool       // in the SQ (not in the software queue), not completed
 }
 
 // healthCheckInterval is how long a queue pair with commands outstanding waits for a
@@ -57,22 +62,27 @@ const healthCheckInterval = 200 * time.Millisecond
 type QPair struct {
 	ctrl *Controller
 	id   uint16
-	size uint16 // entries in SQ and CQ
+	size uint32 // entries in SQ and CQ: 2 to 65536
 
-	sqMem, cqMem, prpMem bus.Buffer
+	sqMem, cqMem, prpMem bus.Buffer   // views aligned to the controller's memory page
+	raw                  []bus.Buffer // the allocations behind them, to free
 	sq                   []spec.Command
 	cq                   []spec.Completion
 
-	sqTail, cqHead uint16
-	phase          uint16 // phase tag value that marks a new completion
-	inflight       int    // commands in the SQ ring not yet completed
-	lastRungTail   uint16
-	sinceRing      int
+	sqTail, cqHead uint32
+	// sqHead is the controller's SQ head as its completions report it (SQHD): the SQ
+	// slots from sqHead up to sqTail are not yet fetched and must not be overwritten.
+	sqHead       uint32
+	phase        uint32 // phase tag value that marks a new completion
+	active       int    // commands placed in the SQ and not yet completed (by CID)
+	lastRungTail uint32
+	sinceRing    int
 
 	sqDB, cqDB       *uint32 // direct doorbell pointers when registers are MMIO
 	sqDBOff, cqDBOff uint32
 
 	reqs     []request
+	cidShift uint     // bits of the CID that hold the request index
 	free     []uint16 // stack of free request indexes
 	swq      []uint16 // FIFO ring of requests waiting for an SQ slot
 	swqHead  int
@@ -96,7 +106,8 @@ type QPairStats struct {
 	SQDoorbells  uint64
 	CQDoorbells  uint64
 	SoftQueued   uint64 // submissions that waited in the software queue
-	SpuriousCIDs uint64 // completions naming no outstanding command
+	SpuriousCIDs uint64 // completions naming no outstanding command (or another SQ)
+	BadSQHeads   uint64 // completions whose SQHD lies outside the unfetched part of the SQ
 	FailedPolls  uint64
 }
 
@@ -111,6 +122,9 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	if entries < 2 {
 		return nil, fmt.Errorf("nvme: queue of %d entries is too small (need at least 2)", entries)
 	}
+	if entries > 65536 {
+		entries = 65536 // QSIZE is a 16-bit 0's based field
+	}
 	nreq := opts.Requests
 	if nreq <= 0 {
 		nreq = entries - 1
@@ -123,37 +137,40 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 		maxXfer = c.maxTransfer
 	}
 	q := &QPair{
-		ctrl: c, id: id, size: uint16(entries), phase: 1,
+		ctrl: c, id: id, size: uint32(entries), phase: 1,
 		doorbell: opts.Doorbell, doorbellN: opts.DoorbellN, maxCompletions: opts.MaxCompletions,
 		maxTransfer: maxXfer,
 	}
 	if q.doorbell == target.DoorbellEveryN && q.doorbellN <= 0 {
 		return nil, fmt.Errorf("nvme: doorbell every N needs N ≥ 1, got %d", q.doorbellN)
 	}
+	// Queues and PRP list pages start on a controller memory page boundary.
 	var err error
-	if q.sqMem, err = c.dma.Alloc(entries * spec.SQESize); err != nil {
+	if q.sqMem, err = q.alloc(entries * spec.SQESize); err != nil {
 		return nil, fmt.Errorf("nvme: allocating SQ %d: %w", id, err)
 	}
-	if q.cqMem, err = c.dma.Alloc(entries * spec.CQESize); err != nil {
-		q.freeMemory()
+	if q.cqMem, err = q.alloc(entries * spec.CQESize); err != nil {
+		q.freeMemory(false)
 		return nil, fmt.Errorf("nvme: allocating CQ %d: %w", id, err)
 	}
-	listPages := prpListPages(maxXfer)
+	ps := c.pageSize
+	listPages := prpListPages(maxXfer, ps)
 	if listPages > 0 {
-		if q.prpMem, err = c.dma.Alloc(nreq * listPages * pageSize); err != nil {
-			q.freeMemory()
+		if q.prpMem, err = q.alloc(nreq * listPages * ps); err != nil {
+			q.freeMemory(false)
 			return nil, fmt.Errorf("nvme: allocating PRP lists for %d requests: %w", nreq, err)
 		}
 	}
 	q.sq = unsafe.Slice((*spec.Command)(unsafe.Pointer(&q.sqMem.Bytes[0])), entries)
 	q.cq = unsafe.Slice((*spec.Completion)(unsafe.Pointer(&q.cqMem.Bytes[0])), entries)
 	q.reqs = make([]request, nreq)
+	q.cidShift = uint(bits.Len(uint(nreq - 1)))
 	q.free = make([]uint16, nreq)
 	q.swq = make([]uint16, nreq)
 	for i := range q.reqs {
 		q.free[i] = uint16(nreq - 1 - i) // pop order 0, 1, 2...
 		if listPages > 0 {
-			q.reqs[i].prp = q.prpMem.Slice(i*listPages*pageSize, listPages*pageSize)
+			q.reqs[i].prp = q.prpMem.Slice(i*listPages*ps, listPages*ps)
 		}
 	}
 	q.sqDBOff = spec.SQTailDoorbell(id, c.cap.DSTRD())
@@ -164,13 +181,23 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	return q, nil
 }
 
-func (q *QPair) freeMemory() {
-	for _, b := range []*bus.Buffer{&q.sqMem, &q.cqMem, &q.prpMem} {
-		if b.Len() > 0 {
-			_ = q.ctrl.dma.Free(*b)
-			*b = bus.Buffer{}
-		}
+func (q *QPair) alloc(size int) (bus.Buffer, error) {
+	b, raw, err := q.ctrl.allocDMA(size)
+	if err != nil {
+		return bus.Buffer{}, err
 	}
+	q.raw = append(q.raw, raw)
+	return b, nil
+}
+
+// freeMemory releases the queue pair's DMA memory, or hands it to the controller to
+// free once it is disabled when the controller may still reach it (see freeDMA).
+func (q *QPair) freeMemory(deviceMayUse bool) {
+	for _, b := range q.raw {
+		q.ctrl.freeDMA(b, deviceMayUse)
+	}
+	q.raw = nil
+	q.sqMem, q.cqMem, q.prpMem = bus.Buffer{}, bus.Buffer{}, bus.Buffer{}
 }
 
 // ID is the queue identifier (0 for the admin queue).
@@ -213,14 +240,20 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	idx := q.free[n-1]
 	r := &q.reqs[idx]
 	r.cmd = *cmd
-	r.cmd.SetCID(idx)
-	if err := buildPRPs(&r.cmd, data, r.prp); err != nil {
+	if q.cidShift < 16 {
+		gen := (r.cid>>q.cidShift + 1) & (1<<(16-q.cidShift) - 1)
+		r.cid = idx | gen<<q.cidShift
+	} else {
+		r.cid = idx
+	}
+	r.cmd.SetCID(r.cid)
+	if err := buildPRPs(&r.cmd, data, r.prp, q.ctrl.pageSize); err != nil {
 		return err
 	}
 	q.free = q.free[:n-1]
 	r.cb, r.arg, r.active = cb, arg, true
 	q.stats.Submitted++
-	if q.swqCount > 0 || q.inflight >= int(q.size)-1 {
+	if q.swqCount > 0 || !q.roomInSQ() {
 		q.swq[(q.swqHead+q.swqCount)%len(q.swq)] = idx
 		q.swqCount++
 		q.stats.SoftQueued++
@@ -230,15 +263,46 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	return q.afterPlace()
 }
 
+// roomInSQ reports whether one more command may be placed: the SQ has a slot the
+// controller has fetched (by SQHD; one slot always stays empty so that a full ring is
+// told from an empty one), and fewer commands than the CQ can hold are outstanding, so
+// the controller never finds the CQ full.
+func (q *QPair) roomInSQ() bool {
+	return q.ringDistance(q.sqHead, q.sqTail) < q.size-1 && q.active < int(q.size)-1
+}
+
+// ringDistance is how many slots lie from a forward to b in the rings (both below
+// size). Compare-and-add, not %: a division per command costs more than the rest.
+func (q *QPair) ringDistance(a, b uint32) uint32 {
+	d := b - a
+	if b < a {
+		d += q.size
+	}
+	return d
+}
+
 // place copies a request's command into the SQ ring.
 func (q *QPair) place(r *request) {
 	q.sq[q.sqTail] = r.cmd
+	r.placed = true
 	q.sqTail++
 	if q.sqTail == q.size {
 		q.sqTail = 0
 	}
-	q.inflight++
+	q.active++
 	q.sinceRing++
+}
+
+// advanceSQHead takes the SQ head a completion reports. It is valid only between the
+// current head and the tail (the controller cannot have fetched what was never
+// placed); anything else is counted and ignored, so a corrupt or stale completion
+// cannot make the queue pair overwrite entries the controller has yet to fetch.
+func (q *QPair) advanceSQHead(sqhd uint32) {
+	if sqhd >= q.size || q.ringDistance(q.sqHead, sqhd) > q.ringDistance(q.sqHead, q.sqTail) {
+		q.stats.BadSQHeads++
+		return
+	}
+	q.sqHead = sqhd
 }
 
 // afterPlace applies the doorbell policy after a submission.
@@ -276,10 +340,11 @@ func (q *QPair) Poll() (n int, err error) {
 func (q *QPair) poll() (n int, err error) {
 	for q.maxCompletions == 0 || n < q.maxCompletions {
 		cpl := &q.cq[q.cqHead]
-		// The phase tag shares the last dword with the status; loading it atomically
-		// orders the reads of the rest of the entry after it.
-		last := atomic.LoadUint32((*uint32)(unsafe.Pointer(&cpl.CID)))
-		if uint16(last>>16)&1 != q.phase {
+		// The phase tag shares the last dword with the status. It is read first, with
+		// acquire ordering, so no field of the entry is read before the tag says the
+		// controller has written it.
+		last := bus.LoadAcquire32((*uint32)(unsafe.Pointer(&cpl.CID)))
+		if (last>>16)&1 != q.phase {
 			break
 		}
 		q.cqHead++
@@ -287,17 +352,25 @@ func (q *QPair) poll() (n int, err error) {
 			q.cqHead = 0
 			q.phase ^= 1
 		}
-		q.inflight--
 		cid := uint16(last)
-		if int(cid) >= len(q.reqs) || !q.reqs[cid].active {
+		idx := cid & q.cidMask()
+		if cpl.SQID != q.id || int(idx) >= len(q.reqs) || !q.reqs[idx].placed || q.reqs[idx].cid != cid {
+			// A duplicate or stray completion: it completes nothing and frees no slot.
 			q.stats.SpuriousCIDs++
 			continue
 		}
-		r := &q.reqs[cid]
-		r.active = false
+		q.advanceSQHead(uint32(cpl.SQHD))
+		q.active--
+		if q.active == 0 {
+			// Every placed command has completed, so the controller has fetched them
+			// all, whatever the last SQHD said.
+			q.sqHead = q.sqTail
+		}
+		r := &q.reqs[idx]
+		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
 		r.cb, r.arg = nil, nil
-		q.free = append(q.free, cid)
+		q.free = append(q.free, idx)
 		q.stats.Completed++
 		n++
 		cb.CommandDone(arg, cpl)
@@ -308,12 +381,12 @@ func (q *QPair) poll() (n int, err error) {
 		q.writeDoorbell(q.cqDB, q.cqDBOff, uint32(q.cqHead))
 		q.stats.CQDoorbells++
 		// Completions freed SQ slots: move waiting commands in.
-		for q.swqCount > 0 && q.inflight < int(q.size)-1 {
+		for q.swqCount > 0 && q.roomInSQ() {
 			q.place(&q.reqs[q.swq[q.swqHead]])
 			q.swqHead = (q.swqHead + 1) % len(q.swq)
 			q.swqCount--
 		}
-	} else if q.inflight > 0 {
+	} else if q.active > 0 {
 		// Nothing came back: when nothing has for a while, make sure the controller is
 		// still alive, so a dead device ends the run instead of hanging it. The clock is
 		// read only every 256 empty polls.
@@ -352,9 +425,11 @@ func (q *QPair) ringSQ() (err error) {
 	return nil
 }
 
+// writeDoorbell rings a doorbell with one plain 32-bit store (bus.Store32), ordered
+// after the SQ entries written before it.
 func (q *QPair) writeDoorbell(p *uint32, off uint32, v uint32) {
 	if p != nil {
-		atomic.StoreUint32(p, v)
+		bus.Store32(p, v)
 		return
 	}
 	q.ctrl.regs.Write32(off, v)
@@ -376,22 +451,26 @@ func (q *QPair) fail(err error) error {
 		if !r.active {
 			continue
 		}
-		r.active = false
+		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
 		r.cb, r.arg = nil, nil
 		q.free = append(q.free, uint16(i))
-		cpl.CID = uint16(i)
+		cpl.CID = r.cid
 		cb.CommandDone(arg, &cpl)
 	}
-	q.swqCount, q.inflight = 0, 0
+	q.swqCount, q.active = 0, 0
 	return err
 }
 
 // Command returns the command as submitted for the request with identifier cid, for
 // building error messages in callbacks (valid during the callback).
 func (q *QPair) Command(cid uint16) *spec.Command {
-	if int(cid) >= len(q.reqs) {
+	idx := cid & q.cidMask()
+	if int(idx) >= len(q.reqs) || q.reqs[idx].cid != cid {
 		return nil
 	}
-	return &q.reqs[cid].cmd
+	return &q.reqs[idx].cmd
 }
+
+// cidMask selects the request index from a command identifier.
+func (q *QPair) cidMask() uint16 { return uint16(1<<q.cidShift - 1) }

@@ -32,6 +32,13 @@ func newSim(t testing.TB, mod func(*sim.Config)) (*sim.Controller, *nvme.Control
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
+	// After Detach (cleanups run last first): a normal run breaks no spec rule the
+	// simulator can see.
+	t.Cleanup(func() {
+		if v := dev.Violations(); v.Total != 0 {
+			t.Errorf("the driver committed %d spec violations (%v); last: %s", v.Total, v.Counts, v.Last)
+		}
+	})
 	c, err := nvme.Attach(dev.Registers(), dev.Allocator(), nvme.Options{})
 	if err != nil {
 		t.Fatal(err)

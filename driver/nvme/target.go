@@ -124,7 +124,7 @@ func (t *NamespaceTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error
 	}
 	q.stride = (cfg.BufferOffset + cfg.IOSize + pageSize - 1) &^ (pageSize - 1)
 	fail := func(what string, size int, err error) (target.Queue, error) {
-		q.freeBuffers()
+		q.freeBuffers(false) // never handed to the controller
 		_ = c.FreeIOQPair(qp)
 		return nil, fmt.Errorf("nvme: allocating %s (%d bytes): %w", what, size, err)
 	}
@@ -234,21 +234,18 @@ func (q *nsQueue) QPair() *QPair { return q.qp }
 
 func (q *nsQueue) Close() error {
 	err := q.ns.ctrl.FreeIOQPair(q.qp)
-	if e := q.freeBuffers(); e != nil && err == nil {
-		err = e
-	}
+	// Commands of a queue that could not be deleted may still move data.
+	q.freeBuffers(err != nil || q.ns.ctrl.Err() != nil)
 	return err
 }
 
-func (q *nsQueue) freeBuffers() error {
-	var err error
+// freeBuffers releases the data, extended-LBA and metadata buffers; deviceMayUse keeps
+// them until the controller is stopped (Controller.freeDMA).
+func (q *nsQueue) freeBuffers(deviceMayUse bool) {
 	for _, b := range []*bus.Buffer{&q.bufs, &q.wire, &q.meta} {
 		if b.Len() > 0 {
-			if e := q.ns.ctrl.dma.Free(*b); e != nil && err == nil {
-				err = e
-			}
+			q.ns.ctrl.freeDMA(*b, deviceMayUse)
 			*b = bus.Buffer{}
 		}
 	}
-	return err
 }

@@ -17,11 +17,13 @@ import (
 // Device is an NVMe controller opened for userspace access: its BAR0 mapped and a DMA
 // allocator whose buffers the controller can reach.
 type Device struct {
-	ctrl  Controller
-	regs  *bus.MMIO
-	bar0  []byte
-	dma   *arena
-	close []func() error // undo steps, run last first
+	ctrl   Controller
+	regs   *bus.MMIO
+	bar0   []byte
+	dma    *arena
+	cfg    *os.File       // PCI config space: the VFIO config region or sysfs config
+	cfgOff int64          // where config space starts in cfg
+	close  []func() error // undo steps, run last first
 }
 
 // Open opens the controller at address, which must be bound to vfio-pci or
@@ -66,19 +68,51 @@ func (d *Device) Registers() *bus.MMIO { return d.regs }
 // Allocator hands out hugepage DMA memory mapped for this device.
 func (d *Device) Allocator() bus.Allocator { return d.dma }
 
-// Close unmaps DMA memory and BAR0, restores the PCI command register and closes the
-// device. The controller must be disabled first so it does no more DMA.
+// ClearBusMaster clears Bus Master Enable in the PCI command register, after which the
+// controller cannot start DMA. The driver calls it after disabling the controller
+// (CC.EN=0, CSTS.RDY=0) and before DMA memory is freed: a controller that failed to
+// stop must not write into memory that is being handed back to the kernel. Close calls
+// it too; clearing it twice is harmless.
+func (d *Device) ClearBusMaster() error {
+	if d == nil || d.cfg == nil {
+		return nil
+	}
+	cmd, err := readCommand(d.cfg, d.cfgOff)
+	if err != nil {
+		return fmt.Errorf("pcie: %s: reading the PCI command register: %w", d.ctrl.Address, err)
+	}
+	if cmd&pciCommandBusMaster == 0 {
+		return nil
+	}
+	if err := writeCommand(d.cfg, d.cfgOff, cmd&^pciCommandBusMaster); err != nil {
+		return fmt.Errorf("pcie: %s: clearing bus mastering: %w", d.ctrl.Address, err)
+	}
+	return nil
+}
+
+// StopDMA is ClearBusMaster, under the name the driver core's optional quiesce
+// interface uses; the Allocator offers it too.
+func (d *Device) StopDMA() error { return d.ClearBusMaster() }
+
+// Close stops DMA and gives everything back, in the order that keeps a controller from
+// writing to freed memory: bus mastering cleared, DMA memory unmapped (IOMMU mappings
+// removed, hugepages freed), BAR0 unmapped, the PCI command register restored (without
+// Bus Master Enable), the device closed. The driver must have disabled the controller
+// first.
 func (d *Device) Close() error {
 	if d == nil || d.close == nil {
 		return nil
 	}
 	var errs []error
+	if err := d.ClearBusMaster(); err != nil {
+		errs = append(errs, err)
+	}
 	for i := len(d.close) - 1; i >= 0; i-- {
 		if err := d.close[i](); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	d.close = nil
+	d.close, d.cfg = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -120,27 +154,36 @@ func (d *Device) mapBAR(fd int, off int64, size int, what string) error {
 }
 
 // enableBusMaster sets Memory Space and Bus Master Enable in the PCI command register
-// through config space at cfgOff of fd, and restores the old value on Close.
+// through config space at cfgOff of f, and on Close restores the old value with Bus
+// Master Enable clear: a controller nobody drives must not DMA.
 func (d *Device) enableBusMaster(f *os.File, cfgOff int64) error {
-	var buf [2]byte
-	if _, err := f.ReadAt(buf[:], cfgOff+pciCommandOffset); err != nil {
+	old, err := readCommand(f, cfgOff)
+	if err != nil {
 		return fmt.Errorf("pcie: %s: reading the PCI command register: %w%s", d.ctrl.Address, err, permissionHint(err))
 	}
-	old := uint16(buf[0]) | uint16(buf[1])<<8
+	d.cfg, d.cfgOff = f, cfgOff
 	want := old | pciCommandMemorySpace | pciCommandBusMaster
-	if want == old {
-		return nil
+	if want != old {
+		if err := writeCommand(f, cfgOff, want); err != nil {
+			return fmt.Errorf("pcie: %s: enabling bus mastering: %w%s", d.ctrl.Address, err, permissionHint(err))
+		}
 	}
-	if err := writeCommand(f, cfgOff, want); err != nil {
-		return fmt.Errorf("pcie: %s: enabling bus mastering: %w%s", d.ctrl.Address, err, permissionHint(err))
-	}
+	restore := old &^ pciCommandBusMaster
 	d.onClose(func() error {
-		if err := writeCommand(f, cfgOff, old); err != nil {
+		if err := writeCommand(f, cfgOff, restore); err != nil {
 			return fmt.Errorf("pcie: %s: restoring the PCI command register: %w", d.ctrl.Address, err)
 		}
 		return nil
 	})
 	return nil
+}
+
+func readCommand(f *os.File, cfgOff int64) (uint16, error) {
+	var buf [2]byte
+	if _, err := f.ReadAt(buf[:], cfgOff+pciCommandOffset); err != nil {
+		return 0, err
+	}
+	return uint16(buf[0]) | uint16(buf[1])<<8, nil
 }
 
 func writeCommand(f *os.File, cfgOff int64, v uint16) error {

@@ -2,11 +2,14 @@ package pcie
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
 )
@@ -284,6 +287,7 @@ type fakeMapper struct {
 	contig  bool
 	unmaps  int
 	failMap bool
+	onUnmap func()
 }
 
 func (m *fakeMapper) contiguous() bool { return m.contig }
@@ -301,6 +305,9 @@ func (m *fakeMapper) unmapDMA(mem []byte, addr uint64) error {
 	if m.mapped[addr] != len(mem) {
 		return os.ErrInvalid
 	}
+	if m.onUnmap != nil {
+		m.onUnmap()
+	}
 	delete(m.mapped, addr)
 	m.iova.put(addr, uint64(len(mem)))
 	m.unmaps++
@@ -309,9 +316,14 @@ func (m *fakeMapper) unmapDMA(mem []byte, addr uint64) error {
 
 // testArena uses ordinary pages: only tests may, the product always asks for hugepages.
 func testArena(contig bool) (*arena, *fakeMapper) {
-	m := &fakeMapper{iova: newIOVASpace(), mapped: map[uint64]int{}, contig: contig}
+	iova, err := newIOVASpace(legacyIOVAWindow)
+	if err != nil {
+		panic(err)
+	}
+	m := &fakeMapper{iova: iova, mapped: map[uint64]int{}, contig: contig}
 	a := newArena(m)
 	a.hugepages = false
+	a.sizes = []int{HugePageSize}
 	return a, m
 }
 
@@ -407,31 +419,362 @@ func TestArenaErrors(t *testing.T) {
 }
 
 func TestHugepageError(t *testing.T) {
-	f := newFakeSysfs(t)
-	f.write("proc/meminfo", "MemTotal: 1 kB\nHugePages_Total:       4\nHugePages_Free:        1\n")
-	err := hugepageError(5<<20, os.ErrNotExist)
-	for _, want := range []string{"3 more free 2 MiB hugepage(s) needed", "1 free", "HUGEMEM=2048 scripts/setup.sh", "nr_hugepages"} {
+	pools := []hugepagePool{{size: 2 << 20, total: 4, free: 1}, {size: 1 << 30, total: 0, free: 0}}
+	err := hugepageError(5<<20, pools, unix.ENOMEM)
+	for _, want := range []string{"5242880 bytes", "3 more free 2 MiB hugepage(s)", "2 MiB: 1 of 4 free", "1 GiB: 0 of 0 free", "HUGEMEM=2048 scripts/setup.sh", "nr_hugepages"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("hugepage error %q lacks %q", err, want)
 		}
 	}
+	if !errors.Is(err, unix.ENOMEM) {
+		t.Errorf("hugepage error does not wrap ENOMEM: %v", err)
+	}
+	if err := hugepageError(1, nil, unix.EPERM); !strings.Contains(err.Error(), "lists no hugepage sizes") || !strings.Contains(err.Error(), "RLIMIT_MEMLOCK") {
+		t.Errorf("no pools, EPERM: %v", err)
+	}
+}
+
+func TestHugepageSizes(t *testing.T) {
+	f := newFakeSysfs(t)
+	dir := "sys/kernel/mm/hugepages/"
+	f.write(dir+"hugepages-2048kB/nr_hugepages", "0\n")
+	f.write(dir+"hugepages-2048kB/free_hugepages", "0\n")
+	f.write(dir+"hugepages-1048576kB/nr_hugepages", "2\n")
+	f.write(dir+"hugepages-1048576kB/free_hugepages", "2\n")
+	f.write(dir+"hugepages-bogus/nr_hugepages", "1\n")
+	pools := hugepagePools()
+	if len(pools) != 2 || pools[0] != (hugepagePool{size: 2 << 20}) || pools[1] != (hugepagePool{size: 1 << 30, total: 2, free: 2}) {
+		t.Fatalf("pools = %+v", pools)
+	}
+	// A 1 GiB-only host is served from 1 GiB pages.
+	if got := hugepageSizes(pools); len(got) != 1 || got[0] != 1<<30 {
+		t.Errorf("1 GiB host: sizes %v, want [1 GiB]", got)
+	}
+	// Both free: the smaller first; reserved but exhausted sizes last.
+	both := []hugepagePool{{size: 2 << 20, total: 8, free: 8}, {size: 1 << 30, total: 1, free: 1}}
+	if got := hugepageSizes(both); len(got) != 2 || got[0] != 2<<20 || got[1] != 1<<30 {
+		t.Errorf("both: %v", got)
+	}
+	exhausted := []hugepagePool{{size: 2 << 20, total: 8, free: 0}, {size: 1 << 30, total: 1, free: 1}}
+	if got := hugepageSizes(exhausted); len(got) != 2 || got[0] != 1<<30 || got[1] != 2<<20 {
+		t.Errorf("2 MiB exhausted: %v", got)
+	}
+	if got := hugepageSizes(nil); len(got) != 1 || got[0] != HugePageSize {
+		t.Errorf("no pools: %v, want [2 MiB] so the error explains", got)
+	}
+	// mmap and memfd_create name the size explicitly: log2 in the bits above
+	// MAP_HUGE_SHIFT, as the kernel's MAP_HUGE_2MB / MAP_HUGE_1GB.
+	if hugeFlag(2<<20) != unix.MAP_HUGE_2MB || hugeFlag(1<<30) != unix.MAP_HUGE_1GB || hugeFlag(1<<30) != unix.MFD_HUGE_1GB {
+		t.Errorf("hugeFlag: %#x %#x", hugeFlag(2<<20), hugeFlag(1<<30))
+	}
+}
+
+// TestArenaLargePages carves from the larger of two page sizes when an allocation does
+// not fit the smaller, as on a host with 1 GiB pages (scaled down: ordinary pages stand
+// in for hugepages here).
+func TestArenaLargePages(t *testing.T) {
+	a, _ := testArena(true)
+	a.sizes = []int{64 << 10, 1 << 20}
+	small, err := a.Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid, err := a.Alloc(256 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.chunks) != 2 || len(a.chunks[0].mem) != 64<<10 || len(a.chunks[1].mem) != 1<<20 || a.chunks[1].dedicated {
+		t.Fatalf("chunks after 4 KiB and 256 KiB: %d", len(a.chunks))
+	}
+	if mid.Addr%(1<<20) != 0 || small.Addr%(64<<10) != 0 {
+		t.Errorf("IOVAs %#x %#x not aligned to their page sizes", small.Addr, mid.Addr)
+	}
+	// More than the largest page: a dedicated mapping of whole pages of the first size.
+	big, err := a.Alloc(3<<20 + 1)
+	if err != nil || len(big.Bytes) != 3<<20+1 {
+		t.Fatalf("3 MiB+1: %v", err)
+	}
+	if c := a.chunks[len(a.chunks)-1]; !c.dedicated || len(c.mem) != (3<<20+1+(64<<10)-1)/(64<<10)*(64<<10) {
+		t.Errorf("dedicated chunk of %d bytes", len(c.mem))
+	}
+	_ = a.close()
+}
+
+// tagPhys is a physMapper over ordinary memfd pages: a page's "physical address" is
+// taken from a script the first time it is seen and stored in the page itself, so it
+// follows the page wherever it is mapped, as a real physical address does.
+type tagPhys struct {
+	*fakeMapper
+	script []uint64
+	next   int
+}
+
+const physTag = 0x5048595354414721
+
+// Without an IOMMU the device address is the physical one.
+func (p *tagPhys) mapDMA(mem []byte) (uint64, error) { return p.physAddr(mem) }
+func (p *tagPhys) unmapDMA([]byte, uint64) error     { return nil }
+
+func (p *tagPhys) physAddr(page []byte) (uint64, error) {
+	if binary.LittleEndian.Uint64(page) != physTag {
+		if p.next >= len(p.script) {
+			return 0, errors.New("script exhausted")
+		}
+		binary.LittleEndian.PutUint64(page, physTag)
+		binary.LittleEndian.PutUint64(page[8:], p.script[p.next])
+		p.next++
+	}
+	return binary.LittleEndian.Uint64(page[8:]), nil
+}
+
+func TestPhysicalRun(t *testing.T) {
+	const hp = 0x10000
+	pages := []filePage{{0, 10 * hp}, {hp, 30 * hp}, {2 * hp, 12 * hp}, {3 * hp, 11 * hp}, {4 * hp, 31 * hp}}
+	run := physicalRun(pages, 3, hp)
+	if len(run) != 3 || run[0].phys != 10*hp || run[1].off != 3*hp || run[2].off != 2*hp {
+		t.Fatalf("run = %+v, want file pages 0, 3, 2 (physical 10, 11, 12)", run)
+	}
+	if run := physicalRun(pages, 4, hp); run != nil {
+		t.Fatalf("4 adjacent pages found in %+v: %+v", pages, run)
+	}
+	if run := physicalRun(pages[:1], 1, hp); len(run) != 1 {
+		t.Fatalf("a single page is a run of one: %+v", run)
+	}
+}
+
+// TestArenaPhysicallyContiguous: without an IOMMU, an allocation larger than a hugepage
+// is built from hugepages adjacent in physical memory, mapped in physical order.
+func TestArenaPhysicallyContiguous(t *testing.T) {
+	const hp = 64 << 10
+	a, m := testArena(false)
+	a.sizes = []int{hp}
+	// Pages come out of the pool out of order; 10, 11, 12 form a run once the fourth
+	// page is seen.
+	p := &tagPhys{fakeMapper: m, script: []uint64{10 * hp, 30 * hp, 12 * hp, 11 * hp, 50 * hp}}
+	a.m = p
+	b, err := a.Alloc(3*hp - 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Addr != 10*hp || len(b.Bytes) != 3*hp-100 {
+		t.Fatalf("buffer at %#x, %d bytes; want %#x, %d", b.Addr, len(b.Bytes), 10*hp, 3*hp-100)
+	}
+	for i := 0; i < 3; i++ {
+		got, _ := p.physAddr(b.Bytes[i*hp:])
+		if got != uint64(10+i)*hp {
+			t.Errorf("page %d of the buffer is physical %#x, want %#x", i, got, (10+i)*hp)
+		}
+	}
+	if p.next != 4 {
+		t.Errorf("looked at %d pages, want 4", p.next)
+	}
+	b.Bytes[len(b.Bytes)-1] = 1 // the whole buffer is mapped and writable
+	if err := a.Free(b); err != nil {
+		t.Fatal(err)
+	}
+	if pages, chunks := a.inUse(); pages != 0 || chunks != 0 {
+		t.Fatalf("after Free: %d pages in %d chunks", pages, chunks)
+	}
+
+	// No run in the pages the pool gives: a clear error, nothing left mapped.
+	gaps := make([]uint64, 200)
+	for i := range gaps {
+		gaps[i] = uint64(2*i) * hp
+	}
+	a.m = &tagPhys{fakeMapper: m, script: gaps}
+	_, err = a.Alloc(2 * hp)
+	if err == nil || !strings.Contains(err.Error(), "2 physically contiguous 64 KiB hugepages") || !strings.Contains(err.Error(), "vfio-pci") {
+		t.Fatalf("no run: err = %v", err)
+	}
+	if _, chunks := a.inUse(); chunks != 0 {
+		t.Fatalf("failed allocation left %d chunks", chunks)
+	}
+	_ = a.close()
+}
+
+func TestParseIOVARanges(t *testing.T) {
+	ne := binary.NativeEndian
+	// struct vfio_iommu_type1_info and its chain as Linux 6.1 lays it out (capabilities
+	// packed, not aligned): migration (id 2, 32 bytes) at 24, DMA available (id 3, 12
+	// bytes) at 56, IOVA ranges (id 1) with two ranges at 68.
+	const size = 68 + 16 + 2*16
+	b := make([]byte, size)
+	ne.PutUint32(b[0:], size)
+	ne.PutUint32(b[4:], vfioIOMMUInfoPgsizes|vfioIOMMUInfoCaps)
+	ne.PutUint64(b[8:], 0x40201000)
+	ne.PutUint32(b[16:], 24)
+	ne.PutUint16(b[24:], 2)
+	ne.PutUint32(b[28:], 56)
+	ne.PutUint16(b[56:], 3)
+	ne.PutUint32(b[60:], 68)
+	ne.PutUint32(b[64:], 65535)
+	ne.PutUint16(b[68:], vfioIOMMUType1InfoCapIOVARange)
+	ne.PutUint16(b[70:], 1)
+	ne.PutUint32(b[72:], 0)
+	ne.PutUint32(b[76:], 2)
+	ne.PutUint64(b[84:], 0)
+	ne.PutUint64(b[92:], 0xfedfffff)
+	ne.PutUint64(b[100:], 0xfef00000)
+	ne.PutUint64(b[108:], 1<<39-1)
+	ranges, found, err := parseIOVARanges(b)
+	if err != nil || !found || len(ranges) != 2 || ranges[0] != (iovaRange{0, 0xfedfffff}) || ranges[1] != (iovaRange{0xfef00000, 1<<39 - 1}) {
+		t.Fatalf("ranges %v found %v err %v", ranges, found, err)
+	}
+	if _, _, err := parseIOVARanges(b[:size-8]); err == nil || !strings.Contains(err.Error(), "run past") {
+		t.Errorf("truncated reply: err = %v", err)
+	}
+	if _, _, err := parseIOVARanges(b[:70]); err == nil || !strings.Contains(err.Error(), "bad capability offset") {
+		t.Errorf("reply ending inside a capability header: err = %v", err)
+	}
+	// A chain without the IOVA capability, and one that loops.
+	ne.PutUint32(b[60:], 0)
+	if _, found, err := parseIOVARanges(b); found || err != nil {
+		t.Errorf("no IOVA capability: found %v err %v", found, err)
+	}
+	ne.PutUint32(b[60:], 24)
+	if _, _, err := parseIOVARanges(b); err == nil {
+		t.Error("a capability chain that loops was accepted")
+	}
+	ne.PutUint32(b[16:], 1000)
+	if _, _, err := parseIOVARanges(b); err == nil || !strings.Contains(err.Error(), "bad capability offset") {
+		t.Errorf("offset past the reply: err = %v", err)
+	}
+	if _, _, err := parseIOVARanges(b[:20]); err == nil {
+		t.Error("a reply shorter than vfio_iommu_type1_info was accepted")
+	}
 }
 
 func TestIOVASpace(t *testing.T) {
-	s := newIOVASpace()
+	// Below the floor, a hole for the MSI window, and the rest of a 39-bit space.
+	s, err := newIOVASpace([]iovaRange{{0xfef00000, 1<<39 - 1}, {0, 0xfedfffff}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, _ := s.get(HugePageSize)
 	b, _ := s.get(3 * HugePageSize)
-	if a != iovaStart&^(HugePageSize-1)+HugePageSize && a < iovaStart {
-		t.Fatalf("first IOVA %#x below the window", a)
+	if a != iovaFloor*2 && a < iovaFloor {
+		t.Fatalf("first IOVA %#x below %#x", a, iovaFloor)
 	}
-	if a%HugePageSize != 0 || b%HugePageSize != 0 || b < a+HugePageSize || b+3*HugePageSize > 1<<39 {
+	if a%HugePageSize != 0 || b%HugePageSize != 0 || b < a+HugePageSize {
 		t.Fatalf("IOVAs %#x %#x", a, b)
 	}
 	s.put(a, HugePageSize)
 	if c, _ := s.get(HugePageSize); c != a {
 		t.Fatalf("released IOVA not reused: %#x", c)
 	}
-	if _, err := s.get(1 << 33); err == nil || !strings.Contains(err.Error(), "exhausted") {
+	// A 1 GiB mapping gets a 1 GiB-aligned IOVA; those below 4 GiB skip the MSI hole.
+	var last uint64
+	for range 4 {
+		g, err := s.get(1 << 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g%(1<<30) != 0 || (g < 0xfee00000+1<<20 && g+1<<30 > 0xfee00000) {
+			t.Fatalf("1 GiB IOVA %#x misaligned or across the MSI window", g)
+		}
+		last = g
+	}
+	if last < 0xfef00000 {
+		t.Fatalf("fourth 1 GiB IOVA %#x is not in the upper range", last)
+	}
+	if _, err := s.get(1 << 40); err == nil || !strings.Contains(err.Error(), "exhausted") || !strings.Contains(err.Error(), "0x7fffffffff") {
 		t.Fatalf("oversized IOVA: %v", err)
+	}
+	if _, err := newIOVASpace([]iovaRange{{0, 0xfffff}}); err == nil {
+		t.Fatal("an IOVA space only below the floor was accepted")
+	}
+	if _, err := newIOVASpace(legacyIOVAWindow); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCloseOrder opens a UIO controller in a fake sysfs (regular files for resource0
+// and config) and checks what Close promises: bus mastering is off before any DMA
+// memory is unmapped, and the command register ends as it was, without Bus Master.
+func TestCloseOrder(t *testing.T) {
+	f := newFakeSysfs(t)
+	dir := f.device("0000:00:09.0", "0x010802", "0x1b36", "0x0010", DriverUIO, -1, "0")
+	f.write(dir+"/resource0", strings.Repeat("\x00", 16384))
+	cfg := make([]byte, 256)
+	cfg[pciCommandOffset] = 0x00 // as uio_pci_generic leaves it: no memory space, no bus master
+	f.write(dir+"/config", string(cfg))
+	cfgPath := filepath.Join(f.root, dir, "config")
+	command := func() uint16 {
+		b, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return binary.LittleEndian.Uint16(b[pciCommandOffset:])
+	}
+	var busMasterAtUnmap []bool
+	var m *fakeMapper
+	old := newUIOArena
+	t.Cleanup(func() { newUIOArena = old })
+	newUIOArena = func() *arena {
+		a, fm := testArena(false)
+		m = fm
+		fm.onUnmap = func() { busMasterAtUnmap = append(busMasterAtUnmap, command()&pciCommandBusMaster != 0) }
+		return a
+	}
+
+	d, err := Open("0000:00:09.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := command(); got != pciCommandMemorySpace|pciCommandBusMaster {
+		t.Fatalf("command register after Open = %#x, want memory space and bus master", got)
+	}
+	if d.Registers().Size() != 16384 {
+		t.Fatalf("BAR0 %d bytes", d.Registers().Size())
+	}
+	if _, err := d.Allocator().Alloc(3 * bus.PageSize); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Allocator().Alloc(HugePageSize); err != nil {
+		t.Fatal(err)
+	}
+	// The driver clears bus mastering itself after disabling the controller, through
+	// the allocator (the driver core's seam) or the device.
+	stopper, ok := d.Allocator().(interface{ StopDMA() error })
+	if !ok {
+		t.Fatal("the allocator offers no StopDMA")
+	}
+	if err := stopper.StopDMA(); err != nil {
+		t.Fatal(err)
+	}
+	if got := command(); got != pciCommandMemorySpace {
+		t.Fatalf("command register after ClearBusMaster = %#x, want memory space only", got)
+	}
+	if err := d.ClearBusMaster(); err != nil {
+		t.Fatalf("second ClearBusMaster: %v", err)
+	}
+	// Close clears it too, when the driver did not: set it again behind its back.
+	b, _ := os.ReadFile(cfgPath)
+	binary.LittleEndian.PutUint16(b[pciCommandOffset:], pciCommandMemorySpace|pciCommandBusMaster)
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(busMasterAtUnmap) != 2 {
+		t.Fatalf("%d DMA unmaps on Close, want 2 (two chunks)", len(busMasterAtUnmap))
+	}
+	for i, on := range busMasterAtUnmap {
+		if on {
+			t.Errorf("DMA unmap %d happened with bus mastering on", i)
+		}
+	}
+	if len(m.mapped) != 0 {
+		t.Errorf("%d mappings left after Close", len(m.mapped))
+	}
+	if got := command(); got != 0 {
+		t.Errorf("command register after Close = %#x, want the original 0", got)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := d.ClearBusMaster(); err != nil {
+		t.Errorf("ClearBusMaster after Close: %v", err)
 	}
 }

@@ -29,6 +29,12 @@ func (uioMapper) mapDMA(mem []byte) (uint64, error) {
 
 func (uioMapper) unmapDMA([]byte, uint64) error { return nil }
 
+func (uioMapper) physAddr(page []byte) (uint64, error) {
+	return physAddr(filepath.Join(procRoot, "self", "pagemap"), uintptr(unsafe.Pointer(&page[0])))
+}
+
+var _ physMapper = uioMapper{}
+
 // physAddr reads the physical address of virtual address va from a pagemap file.
 func physAddr(pagemap string, va uintptr) (uint64, error) {
 	f, err := os.Open(pagemap)
@@ -51,6 +57,10 @@ func physAddr(pagemap string, va uintptr) (uint64, error) {
 	}
 	return pfn*uint64(page) + uint64(va%page), nil
 }
+
+// newUIOArena is the DMA allocator of a UIO device; tests replace it with one over
+// ordinary pages.
+var newUIOArena = func() *arena { return newArena(uioMapper{}) }
 
 func openUIO(c Controller) (*Device, error) {
 	d := &Device{ctrl: c}
@@ -80,7 +90,8 @@ func openUIO(c Controller) (*Device, error) {
 	if err := d.mapBAR(int(res.Fd()), 0, int(st.Size()), "sysfs resource0"); err != nil {
 		return d.fail(err)
 	}
-	d.dma = newArena(uioMapper{})
+	d.dma = newUIOArena()
+	d.dma.stopDMA = d.ClearBusMaster
 	d.onClose(d.dma.close)
 	// Fail now, not at the first queue, when physical addresses cannot be read.
 	b, err := d.dma.Alloc(1)

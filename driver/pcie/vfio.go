@@ -123,6 +123,17 @@ func openVFIO(c Controller) (*Device, error) {
 	if _, err := ioctlInt(container.Fd(), vfioSetIOMMU, vfioType1IOMMU); err != nil {
 		return d.fail(fmt.Errorf("pcie: %s: VFIO_SET_IOMMU type1: %w", c.Address, err))
 	}
+	ranges, reported, err := iommuIOVARanges(container)
+	if err != nil {
+		return d.fail(fmt.Errorf("pcie: %s: %w", c.Address, err))
+	}
+	if !reported {
+		ranges = legacyIOVAWindow
+	}
+	iova, err := newIOVASpace(ranges)
+	if err != nil {
+		return d.fail(fmt.Errorf("pcie: %s: %w", c.Address, err))
+	}
 
 	name, err := unix.BytePtrFromString(c.Address)
 	if err != nil {
@@ -159,7 +170,8 @@ func openVFIO(c Controller) (*Device, error) {
 	if err := d.mapBAR(int(dev.Fd()), int64(bar.Offset), int(bar.Size), "VFIO"); err != nil {
 		return d.fail(err)
 	}
-	d.dma = newArena(&vfioMapper{container: container, iova: newIOVASpace()})
+	d.dma = newArena(&vfioMapper{container: container, iova: iova})
+	d.dma.stopDMA = d.ClearBusMaster
 	// DMA mappings go before the container closes: onClose runs in reverse.
 	d.onClose(d.dma.close)
 	return d, nil
@@ -171,4 +183,76 @@ func regionInfo(dev *os.File, index uint32) (vfioRegionInfo, error) {
 		return r, fmt.Errorf("VFIO_DEVICE_GET_REGION_INFO index %d: %w", index, err)
 	}
 	return r, nil
+}
+
+// iommuIOVARanges asks the container's IOMMU which IOVAs it can map
+// (VFIO_IOMMU_GET_INFO, IOVA range capability). reported is false on kernels without
+// the capability (before Linux 5.4).
+func iommuIOVARanges(container *os.File) (ranges []iovaRange, reported bool, err error) {
+	size := uint32(unsafe.Sizeof(vfioIOMMUType1Info{}))
+	for range 3 { // the chain can grow between the calls only if devices are added
+		buf := make([]uint64, (size+7)/8) // 8-aligned, as the structs need
+		info := (*vfioIOMMUType1Info)(unsafe.Pointer(&buf[0]))
+		info.Argsz = size
+		if _, err := ioctl(container.Fd(), vfioIOMMUGetInfo, unsafe.Pointer(&buf[0])); err != nil {
+			return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %w", err)
+		}
+		if info.Flags&vfioIOMMUInfoCaps == 0 {
+			return nil, false, nil
+		}
+		if info.Argsz > size {
+			size = info.Argsz // too small for the capabilities: ask again with room
+			continue
+		}
+		return parseIOVARanges(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), int(size)))
+	}
+	return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: the capability chain kept growing (last size %d)", size)
+}
+
+// parseIOVARanges finds the IOVA range capability in buf, a vfioIOMMUType1Info and its
+// capability chain as the kernel filled them. Capabilities need not be aligned: before
+// Linux 6.7 the kernel packed them, so a 12-byte DMA-available capability leaves the
+// next one at offset 68. Each struct is therefore copied out, not pointed into.
+func parseIOVARanges(buf []byte) (ranges []iovaRange, found bool, err error) {
+	var info vfioIOMMUType1Info
+	if !decode(&info, buf, 0) {
+		return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %d-byte reply", len(buf))
+	}
+	seen := map[uint32]bool{}
+	for off := info.CapOffset; off != 0; {
+		var hdr vfioInfoCapHeader
+		if seen[off] || !decode(&hdr, buf, uint64(off)) {
+			return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: bad capability offset %#x in a %d-byte reply", off, len(buf))
+		}
+		seen[off] = true
+		if hdr.ID != vfioIOMMUType1InfoCapIOVARange {
+			off = hdr.Next
+			continue
+		}
+		var c vfioIOMMUType1InfoCapIOVARangeHeader
+		if !decode(&c, buf, uint64(off)) {
+			return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: IOVA range capability at %#x runs past the %d-byte reply", off, len(buf))
+		}
+		first := uint64(off) + uint64(unsafe.Sizeof(c))
+		for i := range uint64(c.NrIOVAs) {
+			var r vfioIOVARange
+			if !decode(&r, buf, first+i*uint64(unsafe.Sizeof(r))) {
+				return nil, false, fmt.Errorf("VFIO_IOMMU_GET_INFO: %d IOVA ranges run past the %d-byte reply", c.NrIOVAs, len(buf))
+			}
+			ranges = append(ranges, iovaRange{start: r.Start, end: r.End})
+		}
+		return ranges, true, nil
+	}
+	return nil, false, nil
+}
+
+// decode copies the bytes of an ABI struct at off in buf into *v, in the machine's byte
+// order as the kernel wrote them; false when buf is too short.
+func decode[T any](v *T, buf []byte, off uint64) bool {
+	n := uint64(unsafe.Sizeof(*v))
+	if off > uint64(len(buf)) || n > uint64(len(buf))-off {
+		return false
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), n), buf[off:off+n])
+	return true
 }

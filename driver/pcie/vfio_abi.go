@@ -18,6 +18,7 @@ const (
 	vfioGroupGetDeviceFD    = vfioType<<8 | (vfioBase + 6)  // VFIO_GROUP_GET_DEVICE_FD
 	vfioDeviceGetInfo       = vfioType<<8 | (vfioBase + 7)  // VFIO_DEVICE_GET_INFO
 	vfioDeviceGetRegionInfo = vfioType<<8 | (vfioBase + 8)  // VFIO_DEVICE_GET_REGION_INFO
+	vfioIOMMUGetInfo        = vfioType<<8 | (vfioBase + 12) // VFIO_IOMMU_GET_INFO
 	vfioIOMMUMapDMA         = vfioType<<8 | (vfioBase + 13) // VFIO_IOMMU_MAP_DMA
 	vfioIOMMUUnmapDMA       = vfioType<<8 | (vfioBase + 14) // VFIO_IOMMU_UNMAP_DMA
 
@@ -35,6 +36,11 @@ const (
 
 	vfioDMAMapFlagRead  = 1 << 0 // VFIO_DMA_MAP_FLAG_READ
 	vfioDMAMapFlagWrite = 1 << 1 // VFIO_DMA_MAP_FLAG_WRITE
+
+	vfioIOMMUInfoPgsizes = 1 << 0 // VFIO_IOMMU_INFO_PGSIZES: IOVAPgsizes is valid
+	vfioIOMMUInfoCaps    = 1 << 1 // VFIO_IOMMU_INFO_CAPS: CapOffset starts a capability chain
+
+	vfioIOMMUType1InfoCapIOVARange = 1 // VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
 
 	vfioPCIBAR0RegionIndex   = 0 // VFIO_PCI_BAR0_REGION_INDEX
 	vfioPCIConfigRegionIndex = 7 // VFIO_PCI_CONFIG_REGION_INDEX
@@ -91,8 +97,48 @@ type vfioIOMMUType1DMAUnmap struct {
 	Size  uint64
 }
 
+// vfioIOMMUType1Info is struct vfio_iommu_type1_info (linux/include/uapi/linux/vfio.h),
+// the argument of VFIO_IOMMU_GET_INFO. The kernel struct ends after CapOffset and the
+// compiler pads it to 24 bytes; the padding is explicit here. When the capabilities do
+// not fit in Argsz, the kernel sets Argsz to the size they need and CapOffset to 0.
+type vfioIOMMUType1Info struct {
+	Argsz       uint32
+	Flags       uint32 // vfioIOMMUInfo*
+	IOVAPgsizes uint64 // bitmap of the IOMMU page sizes
+	CapOffset   uint32 // from the start of this struct; 0 ends the chain
+	_           [4]byte
+}
+
+// vfioInfoCapHeader is struct vfio_info_cap_header (linux/include/uapi/linux/vfio.h),
+// the head of every capability in a VFIO info chain.
+type vfioInfoCapHeader struct {
+	ID      uint16
+	Version uint16
+	Next    uint32 // offset of the next capability from the start of the info struct; 0 ends
+}
+
+// vfioIOMMUType1InfoCapIOVARangeHeader is struct vfio_iommu_type1_info_cap_iova_range
+// (linux/include/uapi/linux/vfio.h) up to its flexible array: NrIOVAs vfioIOVARange
+// entries follow it.
+type vfioIOMMUType1InfoCapIOVARangeHeader struct {
+	Header   vfioInfoCapHeader
+	NrIOVAs  uint32
+	Reserved uint32
+}
+
+// vfioIOVARange is struct vfio_iova_range (linux/include/uapi/linux/vfio.h): the IOVAs
+// Start..End, End inclusive, that the IOMMU can map.
+type vfioIOVARange struct {
+	Start uint64
+	End   uint64
+}
+
 // Compile-time size checks against the kernel's layouts.
 var (
+	_ [24]byte = [unsafe.Sizeof(vfioIOMMUType1Info{})]byte{}
+	_ [8]byte  = [unsafe.Sizeof(vfioInfoCapHeader{})]byte{}
+	_ [16]byte = [unsafe.Sizeof(vfioIOMMUType1InfoCapIOVARangeHeader{})]byte{}
+	_ [16]byte = [unsafe.Sizeof(vfioIOVARange{})]byte{}
 	_ [8]byte  = [unsafe.Sizeof(vfioGroupStatus{})]byte{}
 	_ [24]byte = [unsafe.Sizeof(vfioDeviceInfo{})]byte{}
 	_ [32]byte = [unsafe.Sizeof(vfioRegionInfo{})]byte{}

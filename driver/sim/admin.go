@@ -36,6 +36,7 @@ func (c *Controller) buildIdentifyController() []byte {
 	id.SQES = spec.SQESizeLog<<4 | spec.SQESizeLog
 	id.CQES = spec.CQESizeLog<<4 | spec.CQESizeLog
 	id.NN = uint32(c.cfg.Namespaces)
+	id.RTD3E = c.cfg.RTD3E
 	id.ONCS = spec.ONCSDatasetManagement | spec.ONCSWriteZeroes
 	id.VWC = 0
 	id.SGLS = 0
@@ -157,7 +158,8 @@ func (c *Controller) checkNewQueue(cmd *spec.Command, exists bool) spec.Status {
 		return specific(spec.SCInvalidQueueSize)
 	case cmd.CDW11&spec.QueuePhysicallyContiguous == 0:
 		return generic(spec.SCInvalidField) // CAP.CQR is set: queues must be contiguous
-	case cmd.PRP1%4096 != 0:
+	case cmd.PRP1%c.pageSize != 0:
+		c.violation(ViolationQueueSetup, "queue %d base %#x not aligned to the %d-byte memory page", qid, cmd.PRP1, c.pageSize)
 		return generic(spec.SCInvalidField)
 	}
 	return spec.StatusSuccess

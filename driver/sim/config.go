@@ -67,6 +67,14 @@ type Config struct {
 	CPUs          []int         // CPUs the device thread is pinned to; empty = not pinned (cpus)
 	Faults        FaultConfig   // fault injection armed at creation (failnth, faillba, ...)
 	Format        FormatConfig  // metadata and protection information (ms, mset, pi, pil)
+
+	// Register-level behaviour and strictness (docs/simulator.md, "Spec checks").
+	DSTRD         uint8         // CAP.DSTRD: doorbells are 4 << DSTRD bytes apart (dstrd)
+	MPSMIN        uint8         // CAP.MPSMIN: smallest memory page is 4 KiB << MPSMIN (mpsmin)
+	Regs32        bool          // registers take 32-bit accesses only; wider ones are violations (regs32)
+	Strict        bool          // a spec violation also sets CSTS.CFS, so the host fails loudly (strict)
+	RTD3E         uint32        // Identify RTD3E: RTD3 entry latency in microseconds (rtd3e)
+	ShutdownDelay time.Duration // time from CC.SHN to CSTS.SHST complete (shndelay)
 }
 
 // DefaultConfig is one 1 GiB namespace of 4 KiB blocks on a null-model controller with
@@ -89,10 +97,11 @@ func DefaultConfig() Config {
 			PageSize:       16 << 10,
 			WriteCache:     64 << 20,
 		},
-		Store:      StoreAuto,
-		MemLimit:   1 << 30,
-		ReadyDelay: 100 * time.Microsecond,
-		Timeout:    4,
+		Store:         StoreAuto,
+		MemLimit:      1 << 30,
+		ReadyDelay:    100 * time.Microsecond,
+		Timeout:       4,
+		ShutdownDelay: 100 * time.Microsecond,
 	}
 }
 
@@ -104,6 +113,9 @@ const (
 	maxReadyDelay = 10 * time.Second
 	maxLatency    = time.Second
 	maxDies       = 4096
+	maxDSTRD      = 8 // doorbells 1 KiB apart; enough to find any stride bug
+	maxMPSMIN     = 4 // 64 KiB pages
+	maxShutdown   = 5 * time.Minute
 )
 
 // ParseOptions builds a Config from DefaultConfig and transport ID keys (lower case).
@@ -244,6 +256,40 @@ func (cfg *Config) set(key, val string) error {
 			return badValue(key, val, "CAP.TO in 500 ms units, from 1 to 255")
 		}
 		cfg.Timeout = uint8(n)
+	case "dstrd":
+		n, err := parseInt(val, 0, maxDSTRD)
+		if err != nil {
+			return badValue(key, val, fmt.Sprintf("CAP.DSTRD from 0 to %d (doorbells 4 << dstrd bytes apart)", maxDSTRD))
+		}
+		cfg.DSTRD = uint8(n)
+	case "mpsmin":
+		n, err := parseInt(val, 0, maxMPSMIN)
+		if err != nil {
+			return badValue(key, val, fmt.Sprintf("CAP.MPSMIN from 0 to %d (memory page 4 KiB << mpsmin)", maxMPSMIN))
+		}
+		cfg.MPSMIN = uint8(n)
+	case "regs32", "strict":
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return badValue(key, val, "1 or 0 (true or false)")
+		}
+		if key == "regs32" {
+			cfg.Regs32 = b
+		} else {
+			cfg.Strict = b
+		}
+	case "rtd3e":
+		d, err := time.ParseDuration(val)
+		if err != nil || d < 0 || d > time.Duration(^uint32(0))*time.Microsecond {
+			return badValue(key, val, "a duration from 0 to 4294s, such as 8s (Identify RTD3E, kept in microseconds)")
+		}
+		cfg.RTD3E = uint32(d / time.Microsecond)
+	case "shndelay":
+		d, err := time.ParseDuration(val)
+		if err != nil || d < 0 || d > maxShutdown {
+			return badValue(key, val, "a duration from 0 to 5m, such as 100us")
+		}
+		cfg.ShutdownDelay = d
 	case "cpus":
 		cpus, err := ParseCPUList(val)
 		if err != nil {
@@ -251,7 +297,7 @@ func (cfg *Config) set(key, val string) error {
 		}
 		cfg.CPUs = cpus
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter)", key)
 	}
 	return nil
 }
@@ -279,6 +325,12 @@ func (cfg *Config) Validate() error {
 		return fmt.Errorf("sim: ReadyDelay %v is not accepted (want 0 to %v)", cfg.ReadyDelay, maxReadyDelay)
 	case cfg.Timeout < 1:
 		return fmt.Errorf("sim: Timeout %d is not accepted (want 1 to 255, in 500 ms units)", cfg.Timeout)
+	case cfg.DSTRD > maxDSTRD:
+		return fmt.Errorf("sim: DSTRD %d is not accepted (want 0 to %d)", cfg.DSTRD, maxDSTRD)
+	case cfg.MPSMIN > maxMPSMIN:
+		return fmt.Errorf("sim: MPSMIN %d is not accepted (want 0 to %d)", cfg.MPSMIN, maxMPSMIN)
+	case cfg.ShutdownDelay < 0 || cfg.ShutdownDelay > maxShutdown:
+		return fmt.Errorf("sim: ShutdownDelay %v is not accepted (want 0 to %v)", cfg.ShutdownDelay, maxShutdown)
 	}
 	if err := cfg.Format.validate(); err != nil {
 		return err
@@ -329,14 +381,15 @@ func (cfg *Config) storesData() bool {
 	return false
 }
 
-// maxTransfer is the largest data transfer in bytes the controller accepts.
+// maxTransfer is the largest data transfer in bytes the controller accepts: MDTS is in
+// units of the smallest memory page (CAP.MPSMIN).
 func (cfg *Config) maxTransfer() uint64 {
 	// NLB is a 16-bit field; interleaved metadata counts towards the transfer.
 	limit := uint64(65536) * (uint64(cfg.LBASize) + uint64(cfg.Format.MetadataSize))
 	if cfg.MDTS == 0 {
 		return limit
 	}
-	return min(limit, uint64(4096)<<cfg.MDTS)
+	return min(limit, uint64(4096)<<cfg.MPSMIN<<cfg.MDTS)
 }
 
 func parseInt(s string, lo, hi int) (int, error) {

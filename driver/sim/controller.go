@@ -32,9 +32,6 @@ const (
 	Firmware     = "SIM1.0"
 )
 
-// shutdownTime is how long a CC.SHN shutdown stays in SHST "occurring".
-const shutdownTime = 100 * time.Microsecond
-
 // Stats counts what the controller did since New. All counters only grow except
 // StoreBytes.
 type Stats struct {
@@ -49,6 +46,7 @@ type Stats struct {
 	CQFullStalls     uint64 // times fetching stopped because a CQ had no room
 	Resets           uint64 // CC.EN 1 -> 0 transitions
 	StoreBytes       uint64 // bytes of written data the store holds now
+	Violations       uint64 // spec violations by the host (see Violations)
 }
 
 type statCounters struct {
@@ -60,10 +58,14 @@ type statCounters struct {
 type Controller struct {
 	cfg    Config
 	barMem []byte
-	regs   *bus.MMIO
-	dma    *dmaSpace
-	faults Faults
-	stats  statCounters
+	// regs is the device's view of BAR0; hostRegs, handed to the host, is the same
+	// memory with every access checked (hostView).
+	regs       *bus.MMIO
+	hostRegs   *bus.MMIO
+	dma        *dmaSpace
+	faults     Faults
+	stats      statCounters
+	violations violationLog
 
 	stop    atomic.Bool
 	stopped atomic.Bool
@@ -76,10 +78,11 @@ type Controller struct {
 	clockBase   time.Time
 	ccSeen      spec.CC
 	csts        spec.CSTS
-	enabled     bool  // CC.EN seen as 1 and the configuration was good
-	readyAt     int64 // when RDY goes to 1 (0 = no transition pending)
-	unreadyAt   int64 // when RDY goes back to 0 after a reset
-	shutdownAt  int64 // when SHST goes to complete
+	enabled     bool   // CC.EN seen as 1 and the configuration was good
+	pageSize    uint64 // memory page size CC.MPS selected at enable
+	readyAt     int64  // when RDY goes to 1 (0 = no transition pending)
+	unreadyAt   int64  // when RDY goes back to 0 after a reset
+	shutdownAt  int64  // when SHST goes to complete
 	fatal       bool
 	maxQID      uint16 // highest I/O queue ID allowed (Number of Queues)
 	sqs         []*submissionQueue
@@ -104,7 +107,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	cfg.CPUs = append([]int(nil), cfg.CPUs...)
-	barSize := spec.RegDoorbellBase + 8*(cfg.IOQueues+1)
+	barSize := spec.RegDoorbellBase + 2*(cfg.IOQueues+1)*int(spec.DoorbellStride(cfg.DSTRD))
 	barSize = (barSize + bus.PageSize - 1) &^ (bus.PageSize - 1)
 	bar, err := unix.Mmap(-1, 0, barSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
@@ -115,11 +118,14 @@ func New(cfg Config) (*Controller, error) {
 		_ = unix.Munmap(bar)
 		return nil, fmt.Errorf("sim: BAR0: %w", err)
 	}
+	hostRegs, _ := bus.NewMMIO(bar) // cannot fail where regs did not
 	c := &Controller{
 		cfg:       cfg,
 		barMem:    bar,
 		regs:      regs,
+		hostRegs:  hostRegs,
 		dma:       newDMASpace(),
+		pageSize:  bus.PageSize << cfg.MPSMIN,
 		done:      make(chan struct{}),
 		clockBase: time.Now(),
 		maxQID:    uint16(cfg.IOQueues),
@@ -143,9 +149,13 @@ func New(cfg Config) (*Controller, error) {
 	c.identCtrl = c.buildIdentifyController()
 	c.features[spec.FeatureNumberOfQueues] = spec.NumberOfQueues(uint16(cfg.IOQueues), uint16(cfg.IOQueues))
 	c.features[spec.FeatureTemperature] = 343 // over-temperature threshold, kelvins
-	regs.Write64(spec.RegCAP, uint64(spec.MakeCAP(cfg.MQES, true, cfg.Timeout, 0, 1, 0, 0)))
+	// Memory pages from MPSMIN up to 64 KiB, as real controllers offer a range.
+	mpsmax := max(cfg.MPSMIN, maxMPSMIN)
+	regs.Write64(spec.RegCAP, uint64(spec.MakeCAP(cfg.MQES, true, cfg.Timeout, cfg.DSTRD, 1, cfg.MPSMIN, mpsmax)))
 	regs.Write32(spec.RegVS, uint32(spec.MakeVS(1, 4, 0)))
+	hostRegs.SetObserver(hostView{c})
 	c.dma.quiesce = waitEpoch(&c.epoch, &c.stopped)
+	c.dma.queueFree = c.queueMemoryFreed
 
 	started := make(chan error, 1)
 	go c.run(started)
@@ -161,8 +171,10 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-// Registers is BAR0: controller registers and the doorbells of every queue.
-func (c *Controller) Registers() *bus.MMIO { return c.regs }
+// Registers is BAR0: controller registers and the doorbells of every queue. Accesses
+// through its Read32/Write32 (and so Read64/Write64) are checked against the spec's
+// register rules (see Violations).
+func (c *Controller) Registers() *bus.MMIO { return c.hostRegs }
 
 // Allocator hands out DMA memory the device can reach. Buffers become invalid at Close.
 func (c *Controller) Allocator() bus.Allocator { return c.dma }
@@ -191,6 +203,7 @@ func (c *Controller) Stats() Stats {
 		InvalidDoorbells: c.stats.invalidDoorbells.Load(),
 		CQFullStalls:     c.stats.cqFullStalls.Load(),
 		Resets:           c.stats.resets.Load(),
+		Violations:       c.violations.total.Load(),
 	}
 	for _, ns := range c.namespaces {
 		s.StoreBytes += uint64(ns.stored.Load()) * storePage
@@ -360,7 +373,7 @@ func (c *Controller) control() int {
 		}
 		if cc.EN() && c.enabled && cc.SHN() != spec.CCShutdownNone && prev.SHN() == spec.CCShutdownNone {
 			c.setCSTS(c.csts.WithSHST(spec.ShutdownStatusOccurring))
-			c.shutdownAt = c.now() + int64(shutdownTime)
+			c.shutdownAt = c.now() + max(int64(c.cfg.ShutdownDelay), 1)
 		}
 	}
 	if c.readyAt != 0 && c.faults.armed.Load()&faultNeverReady == 0 && c.now() >= c.readyAt {
@@ -375,6 +388,9 @@ func (c *Controller) control() int {
 	}
 	if c.shutdownAt != 0 && c.now() >= c.shutdownAt {
 		c.shutdownAt = 0
+		// A shut-down controller touches no host memory: its queues are gone (the host
+		// resets it before using it again), so the host may free their memory.
+		c.dropQueues()
 		c.setCSTS(c.csts.WithSHST(spec.ShutdownStatusComplete))
 		work++
 	}
@@ -389,8 +405,16 @@ func (c *Controller) enable(cc spec.CC) {
 	aqa := spec.AQA(c.regs.Read32(spec.RegAQA))
 	asq := c.regs.Read64(spec.RegASQ)
 	acq := c.regs.Read64(spec.RegACQ)
-	ok := cc.MPS() == 0 && cc.CSS() == 0 && cc.IOSQES() == spec.SQESizeLog && cc.IOCQES() == spec.CQESizeLog &&
-		aqa.ASQS() >= 2 && aqa.ACQS() >= 2 && asq%bus.PageSize == 0 && acq%bus.PageSize == 0 && !c.fatal
+	capReg := spec.CAP(c.regs.Read64(spec.RegCAP))
+	c.pageSize = bus.PageSize << cc.MPS()
+	if cc.MPS() < capReg.MPSMIN() || cc.MPS() > capReg.MPSMAX() {
+		c.violation(ViolationQueueSetup, "CC.MPS %d outside CAP.MPSMIN %d..MPSMAX %d", cc.MPS(), capReg.MPSMIN(), capReg.MPSMAX())
+	} else if asq%c.pageSize != 0 || acq%c.pageSize != 0 {
+		c.violation(ViolationQueueSetup, "ASQ %#x or ACQ %#x not aligned to the %d-byte memory page", asq, acq, c.pageSize)
+	}
+	ok := cc.MPS() >= capReg.MPSMIN() && cc.MPS() <= capReg.MPSMAX() && cc.CSS() == 0 &&
+		cc.IOSQES() == spec.SQESizeLog && cc.IOCQES() == spec.CQESizeLog &&
+		aqa.ASQS() >= 2 && aqa.ACQS() >= 2 && asq%c.pageSize == 0 && acq%c.pageSize == 0 && !c.fatal
 	if ok {
 		cq := c.newCQ(0, uint32(aqa.ACQS()), acq)
 		sq := c.newSQ(0, uint32(aqa.ASQS()), asq, cq)
@@ -459,9 +483,9 @@ func (c *Controller) newCQ(id uint16, size uint32, addr uint64) *completionQueue
 	off := addr - r.addr
 	cq := &completionQueue{
 		id: id, size: size, ring: r.mem[off : off+uint64(size)*spec.CQESize],
-		headDB: c.regs.Reg32(spec.CQHeadDoorbell(id, 0)), phase: 1, pin: r.queues,
+		headDB: c.regs.Reg32(spec.CQHeadDoorbell(id, c.cfg.DSTRD)), phase: 1, pin: r.queues,
 	}
-	c.regs.Write32(spec.CQHeadDoorbell(id, 0), 0)
+	c.regs.Write32(spec.CQHeadDoorbell(id, c.cfg.DSTRD), 0)
 	r.queues.Add(1)
 	c.cqs[id] = cq
 	// Room for every completion this CQ can ever have pending, so the heap never grows
@@ -491,9 +515,9 @@ func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQu
 	off := addr - r.addr
 	sq := &submissionQueue{
 		id: id, size: size, ring: r.mem[off : off+uint64(size)*spec.SQESize],
-		tailDB: c.regs.Reg32(spec.SQTailDoorbell(id, 0)), cq: cq, pin: r.queues,
+		tailDB: c.regs.Reg32(spec.SQTailDoorbell(id, c.cfg.DSTRD)), cq: cq, pin: r.queues,
 	}
-	c.regs.Write32(spec.SQTailDoorbell(id, 0), 0)
+	c.regs.Write32(spec.SQTailDoorbell(id, c.cfg.DSTRD), 0)
 	r.queues.Add(1)
 	cq.sqs++
 	c.sqs[id] = sq
@@ -506,13 +530,27 @@ const fetchBurst = 64
 
 // serviceSQ fetches and executes what the host queued on sq.
 func (c *Controller) serviceSQ(sq *submissionQueue) int {
-	tail := atomic.LoadUint32(sq.tailDB)
-	if tail >= sq.size {
-		if tail != sq.badTail {
-			sq.badTail = tail
-			c.stats.invalidDoorbells.Add(1)
+	tail := bus.Load32(sq.tailDB)
+	if tail != sq.tail {
+		// New entries since the last look: they may fill the ring but never overrun
+		// entries not fetched yet.
+		added := (tail + sq.size - sq.tail) % sq.size
+		pending := (sq.tail + sq.size - sq.head) % sq.size
+		switch {
+		case tail >= sq.size:
+			if tail != sq.badTail {
+				sq.badTail = tail
+				c.stats.invalidDoorbells.Add(1)
+				c.violation(ViolationDoorbellValue, "SQ %d tail %d, queue has %d entries", sq.id, tail, sq.size)
+			}
+			return 0
+		case pending+added > sq.size-1:
+			if tail != sq.badTail {
+				sq.badTail = tail
+				c.violation(ViolationDoorbellValue, "SQ %d tail %d overruns unfetched entries from %d", sq.id, tail, sq.head)
+			}
 		}
-		return 0
+		sq.tail = tail
 	}
 	n := 0
 	var cmd spec.Command
@@ -550,6 +588,9 @@ func (c *Controller) complete(sq *submissionQueue, cmd *spec.Command, st spec.St
 }
 
 func (c *Controller) post(sq *submissionQueue, cid uint16, st spec.Status, dw0 uint32) {
+	if st == prpOffsetInvalid || st == dataTransferError {
+		c.violation(ViolationPRP, "SQ %d command %d completed with %v", sq.id, cid, st)
+	}
 	sq.cq.reserved--
 	sq.inflight--
 	sq.cq.post(dw0, uint16(sq.head), sq.id, cid, st)
@@ -568,4 +609,28 @@ func (c *Controller) serviceTimers() int {
 		n++
 	}
 	return n
+}
+
+// Statuses that only a bad data pointer from the host produces.
+var (
+	prpOffsetInvalid  = generic(spec.SCPRPOffsetInvalid)
+	dataTransferError = generic(spec.SCDataTransferError)
+)
+
+// queueMemoryFreed decides a host Free of memory a device queue lives in. After the
+// host disabled the controller (CC.EN=0) the device thread may not have dropped its
+// queues yet: give it a pass. Otherwise, or if the queue is still there, the host
+// freed memory an enabled controller may use: a violation, and the Free is refused.
+func (c *Controller) queueMemoryFreed(addr uint64, pin *atomic.Int32) bool {
+	if c.stopped.Load() {
+		return true // the device is gone (Remove, Close): it reaches no memory
+	}
+	if cc := spec.CC(c.regs.Read32(spec.RegCC)); !cc.EN() {
+		c.dma.quiesce()
+		if pin.Load() <= 0 {
+			return true
+		}
+	}
+	c.violation(ViolationTeardown, "buffer at %#x holds a live queue", addr)
+	return false
 }

@@ -20,8 +20,8 @@ func TestRegistersAtReset(t *testing.T) {
 	regs := c.Registers()
 	capReg := spec.CAP(regs.Read64(spec.RegCAP))
 	if capReg.MQES() != 255 || !capReg.CQR() || capReg.TO() != 7 || capReg.DSTRD() != 0 ||
-		capReg.CSS()&1 != 1 || capReg.MPSMIN() != 0 || capReg.MPSMAX() != 0 {
-		t.Errorf("CAP = %v, want MQES 255 CQR TO 7 DSTRD 0 CSS bit 0 MPSMIN/MAX 0", capReg)
+		capReg.CSS()&1 != 1 || capReg.MPSMIN() != 0 || capReg.MPSMAX() != 4 {
+		t.Errorf("CAP = %v, want MQES 255 CQR TO 7 DSTRD 0 CSS bit 0 MPSMIN 0 MPSMAX 4", capReg)
 	}
 	if vs := spec.VS(regs.Read32(spec.RegVS)); vs.String() != "1.4.0" {
 		t.Errorf("VS = %v, want 1.4.0", vs)
@@ -637,13 +637,16 @@ func TestIdleControllerSleeps(t *testing.T) {
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
 		t.Skip("getrusage:", err)
 	}
-	const window = 200 * time.Millisecond
+	// A spinning device thread would use the whole window; a sleeping one a sliver. The
+	// window is long and the bound loose so the garbage collector and the race
+	// detector's own threads on a loaded machine do not count against it.
+	const window = time.Second
 	time.Sleep(window)
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
 		t.Fatal(err)
 	}
 	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
-	if cpu > window/5 {
+	if cpu > window/3 {
 		t.Errorf("idle controller used %v of CPU in %v", cpu, window)
 	}
 }

@@ -41,6 +41,9 @@ type dmaSpace struct {
 	next    uint64
 	closed  bool
 	quiesce func() // waits until the device thread holds no translation; nil when stopped
+	// queueFree, when set, decides a Free of memory that holds a device queue (it
+	// records the violation); without it such a Free is refused.
+	queueFree func(addr uint64, pin *atomic.Int32) bool
 }
 
 func newDMASpace() *dmaSpace {
@@ -86,7 +89,7 @@ func (d *dmaSpace) Free(b bus.Buffer) error {
 		return fmt.Errorf("sim: free of buffer at device address %#x: not allocated by this controller", b.Addr)
 	}
 	r := old[i]
-	if r.queues.Load() > 0 {
+	if r.queues.Load() > 0 && (d.queueFree == nil || !d.queueFree(r.addr, r.queues)) {
 		return fmt.Errorf("sim: free of buffer at device address %#x: a device queue still lives in it (delete the queue or reset the controller first)", b.Addr)
 	}
 	t := make([]region, 0, len(old)-1)

@@ -20,6 +20,7 @@ const memPage = 4096
 // A misaligned pointer gives PRP Offset Invalid, an address outside host memory Data
 // Transfer Error.
 func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
+	memPage := c.pageSize // as CC.MPS selected
 	c.segs = c.segs[:0]
 	if n == 0 {
 		return spec.StatusSuccess
@@ -78,6 +79,7 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 
 // addPage appends n bytes at page address addr, which must have no page offset.
 func (c *Controller) addPage(addr, n uint64) spec.Status {
+	memPage := c.pageSize
 	if addr%memPage != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}

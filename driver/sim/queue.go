@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/nvmeperf/nvmeperf/driver/bus"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 )
 
@@ -28,12 +29,23 @@ type completionQueue struct {
 
 // free is the number of completions that can still be promised.
 func (cq *completionQueue) free(c *Controller) uint32 {
-	h := atomic.LoadUint32(cq.headDB)
-	if h < cq.size {
+	h := bus.Load32(cq.headDB)
+	switch {
+	case h == cq.head:
+	case h >= cq.size:
+		if h != cq.badHead {
+			cq.badHead = h
+			c.stats.invalidDoorbells.Add(1)
+			c.violation(ViolationDoorbellValue, "CQ %d head %d, queue has %d entries", cq.id, h, cq.size)
+		}
+	case (h+cq.size-cq.head)%cq.size > (cq.tail+cq.size-cq.head)%cq.size:
+		// The host consumed entries the controller has not posted.
+		if h != cq.badHead {
+			cq.badHead = h
+			c.violation(ViolationDoorbellValue, "CQ %d head %d is past the last posted entry %d", cq.id, h, cq.tail)
+		}
+	default:
 		cq.head = h
-	} else if h != cq.badHead {
-		cq.badHead = h
-		c.stats.invalidDoorbells.Add(1)
 	}
 	used := (cq.tail + cq.size - cq.head) % cq.size
 	return cq.size - 1 - used - cq.reserved
@@ -62,6 +74,7 @@ type submissionQueue struct {
 	ring    []byte
 	tailDB  *uint32 // SQ tail doorbell in BAR0
 	head    uint32
+	tail    uint32 // last valid tail the host rang
 	badTail uint32
 	cq      *completionQueue
 	pin     *atomic.Int32

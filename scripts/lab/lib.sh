@@ -77,3 +77,44 @@ bind_kernel() {
 	export LAB_VFIO_BLK
 	LAB_VFIO_BLK=$(blk_by_serial "$LAB_VFIO_SERIAL") || fail "no block device for $LAB_VFIO_ADDR after reset"
 }
+
+# try WHAT CMD...: like check, but a failure is noted and the step goes on, so one run
+# shows every case that fails; conclude ends the step.
+LAB_FAILED=()
+try() {
+	local what=$1 rc=0
+	shift
+	echo "+ $*"
+	"$@" >"$LAB_OUT" 2>&1 || rc=$?
+	cat "$LAB_OUT"
+	if [ "$rc" -ne 0 ]; then
+		LAB_FAILED+=("$what: exit $rc: $(tail -n 1 "$LAB_OUT")")
+		info "FAILED $what: exit $rc: $(tail -n 1 "$LAB_OUT")"
+		return 1
+	fi
+	info "ok $what"
+}
+
+# conclude [MESSAGE]: FAIL naming every failed try, else PASS.
+conclude() {
+	local n=${#LAB_FAILED[@]} all
+	if [ "$n" -gt 0 ]; then
+		all=$(printf '%s; ' "${LAB_FAILED[@]}")
+		fail "$n case(s) failed: ${all%; }"
+	fi
+	pass "$@"
+}
+
+# bind_userspace_addr ADDR: a lab controller other than lab-vfio on this boot's
+# userspace driver.
+bind_userspace_addr() {
+	[ -n "$1" ] || fail "controller not found (see LAB-ENV)"
+	check "bind $1" env PCI_ALLOWED="$1" HUGEMEM="${HUGEMEM:-256}" "$LAB_SETUP" config
+	[ "$(driver_of "$1")" = "$LAB_USERSPACE_DRIVER" ] || fail "$1 bound to $(driver_of "$1"), want $LAB_USERSPACE_DRIVER"
+}
+
+# list_of ADDR: the lines of the last `nvmeperf list` output ($LAB_OUT) about the
+# controller at ADDR: its own line and its namespaces'.
+list_of() {
+	awk -v a="$1" '$1 ~ /^[0-9a-f]+:[0-9a-f]+:[0-9a-f]+\.[0-7]$/ { on = ($1 == a) } on' "$LAB_OUT"
+}

@@ -38,4 +38,7 @@ for size in 512 4096 8192 12288 65536 131072 262144 524288; do
 done
 # A first PRP entry that is not page aligned.
 perf -q 4 -o 8192 -w randrw -M 50 --verify -A 512
+# 64 x 64 KiB of I/O buffers: one DMA allocation larger than a 2 MiB hugepage, which
+# under UIO must be physically contiguous across hugepages.
+perf -q 64 -o 65536 -w randrw -M 50 --verify
 pass "$LAB_USERSPACE_DRIVER"
