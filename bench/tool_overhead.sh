@@ -101,7 +101,7 @@ row "fio --ioengine=null" "$f" "$fio_iops"
 # The inline simulator mode: tried first, skipped with the reason when refused.
 inline='trtype:sim model:null mode:inline'
 if "$NVMEPERF" -q 1 -o 4096 -w randread -d 100 -t 5 -r "$inline" --quiet --output-format json \
-	--output "$work/inline.json" 2>"$work/inline.err"; then
+	--output "$work/inline.json" >/dev/null 2>"$work/inline.err"; then
 	row "nvmeperf sim null, inline (one core)" "$(best_of np_once "$inline")" "$fio_iops"
 else
 	printf '%-40s skipped: the simulator does not accept mode:inline yet (%s)\n' \
