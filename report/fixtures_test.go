@@ -70,8 +70,14 @@ func randreadResult(t testing.TB) workload.Result {
 		Duration: 2 * time.Second,
 		Jobs: []workload.Job{
 			{Target: simDevice, Core: 0, QPairs: 1, Read: readSide(t, 4096, linear(1000, 1000, 1000)), Write: workload.Side{Latency: hist(t, nil)}},
-			{Target: simDevice, Core: 1, QPairs: 1, Read: readSide(t, 4096, linear(2_000_000, 1000, 1000)), Write: workload.Side{Latency: hist(t, nil)}},
-			{Target: uringDevice, Core: 2, QPairs: 1, Read: readSide(t, 4096, linear(100_000, 0, 500)), Write: workload.Side{Latency: hist(t, nil)}},
+			{Target: simDevice, Core: 1, Worker: 1, QPairs: 1, Read: readSide(t, 4096, linear(2_000_000, 1000, 1000)), Write: workload.Side{Latency: hist(t, nil)}},
+			{Target: uringDevice, Core: 2, Worker: 2, QPairs: 1, Read: readSide(t, 4096, linear(100_000, 0, 500)), Write: workload.Side{Latency: hist(t, nil)}},
+		},
+		// Thread CPU of the three workers: 1 s of 2 at 1000 I/Os is 1 ms per I/O.
+		Workers: []workload.WorkerCPU{
+			{Core: 0, User: 750 * time.Millisecond, System: 250 * time.Millisecond, IOs: 1000},
+			{Core: 1, User: 500 * time.Millisecond, System: 0, IOs: 1000},
+			{Core: 2, User: 100 * time.Millisecond, System: 150 * time.Millisecond, IOs: 500},
 		},
 	}
 }
@@ -87,6 +93,8 @@ func randrwResult(t testing.TB) workload.Result {
 		Jobs: []workload.Job{
 			{Target: simDevice, Core: 0, QPairs: 1, Read: readSide(t, 4096, linear(50_000, 100, 700)), Write: w},
 		},
+		// 0.501 s of thread CPU for 1002 I/Os (errors count): 500 µs per I/O.
+		Workers: []workload.WorkerCPU{{Core: 0, User: 400800 * time.Microsecond, System: 100200 * time.Microsecond, IOs: 1002}},
 	}
 }
 

@@ -123,7 +123,9 @@ type Document struct {
 	HistogramFormat HistogramFormat `json:"histogram_format"`
 	Devices         []Device        `json:"devices"`
 	Jobs            []JobReport     `json:"jobs"`
-	Total           Total           `json:"total"`
+	// Workers is each worker thread's CPU over the measured phase, in worker order.
+	Workers []WorkerReport `json:"workers"`
+	Total   Total          `json:"total"`
 	// Warnings are problems with the report itself (never with the device).
 	Warnings []string `json:"warnings,omitempty"`
 
@@ -167,6 +169,7 @@ type JobReport struct {
 	Device     int     `json:"device"`      // index into Document.Devices
 	DeviceName string  `json:"device_name"` // Devices[Device].Name, for readers
 	Core       int     `json:"core"`        // -1 when the worker was not pinned
+	Worker     int     `json:"worker"`      // index into Document.Workers
 	QPairs     int     `json:"qpairs"`
 	Read       Stats   `json:"read"`
 	Write      Stats   `json:"write"`
@@ -204,6 +207,28 @@ type Total struct {
 	Write  Stats   `json:"write"`
 	All    Stats   `json:"all"`
 	Verify *Verify `json:"verify,omitempty"`
+	CPU    CPU     `json:"cpu"` // the workers' CPU summed
+}
+
+// WorkerReport is one worker thread: the jobs with its index ran on it.
+type WorkerReport struct {
+	Worker int    `json:"worker"` // its index, as in jobs[].worker
+	Core   int    `json:"core"`   // -1 when not pinned
+	IOs    uint64 `json:"ios"`    // I/Os it completed in the measured phase, errors included
+	CPU    CPU    `json:"cpu"`
+}
+
+// CPU is CPU time used by worker threads in the measured phase (getrusage
+// RUSAGE_THREAD), warm-up and set-up excluded. It is the tool's own cost: a simulated
+// controller's device thread and kernel threads are not in it.
+type CPU struct {
+	UserSeconds   float64 `json:"user_seconds"`
+	SystemSeconds float64 `json:"system_seconds"`
+	NSPerIO       float64 `json:"ns_per_io"` // (user + system) / completed I/Os; 0 without I/Os
+}
+
+func cpuOf(c workload.WorkerCPU) CPU {
+	return CPU{UserSeconds: round6(c.User.Seconds()), SystemSeconds: round6(c.System.Seconds()), NSPerIO: round3(c.NSPerIO())}
 }
 
 // Stats is one direction's numbers.
@@ -322,6 +347,10 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		},
 		Devices: []Device{},
 		Jobs:    make([]JobReport, 0, len(res.Jobs)),
+		Workers: make([]WorkerReport, 0, len(res.Workers)),
+	}
+	for i, w := range res.Workers {
+		d.Workers = append(d.Workers, WorkerReport{Worker: i, Core: w.Core, IOs: w.IOs, CPU: cpuOf(w)})
 	}
 	d.Config.Cores = nonNil(d.Config.Cores)
 	d.Config.Targets = nonNil(d.Config.Targets)
@@ -347,6 +376,7 @@ func Build(meta Meta, res workload.Result, status string) Document {
 			Device:         idx,
 			DeviceName:     j.Target.Name,
 			Core:           j.Core,
+			Worker:         j.Worker,
 			QPairs:         j.QPairs,
 			Read:           d.stats(where+" read", s.read, res.Duration, meta.Percentiles),
 			Write:          d.stats(where+" write", s.write, res.Duration, meta.Percentiles),
@@ -373,6 +403,7 @@ func Build(meta Meta, res workload.Result, status string) Document {
 		Read:  d.stats("total read", r, res.Duration, meta.Percentiles),
 		Write: d.stats("total write", w, res.Duration, meta.Percentiles),
 		All:   d.stats("total all", a, res.Duration, meta.Percentiles),
+		CPU:   cpuOf(res.TotalCPU()),
 	}
 	if anyVerify {
 		d.Total.Verify = &totalVerify

@@ -227,7 +227,15 @@ func (d *Document) Result() (workload.Result, error) {
 		if v := j.Verify; v != nil {
 			job.Verify = workload.VerifyStats{Checked: v.Checked, Mismatched: v.Mismatched, Unwritten: v.Unwritten, First: v.FirstMismatches}
 		}
+		job.Worker = j.Worker
 		res.Jobs = append(res.Jobs, job)
+	}
+	for _, w := range d.Workers {
+		res.Workers = append(res.Workers, workload.WorkerCPU{
+			Core: w.Core, IOs: w.IOs,
+			User:   time.Duration(w.CPU.UserSeconds * float64(time.Second)),
+			System: time.Duration(w.CPU.SystemSeconds * float64(time.Second)),
+		})
 	}
 	return res, nil
 }

@@ -151,6 +151,7 @@ func MergeRepetitions(reps []Document) (Document, error) {
 	percents := PercentilesOf(&reps[0])
 	out := reps[0]
 	out.Jobs = nil
+	out.Workers = sumWorkers(reps)
 	out.Warnings = slices.Clone(out.Warnings)
 	var dur time.Duration
 	for _, r := range reps {
@@ -289,7 +290,27 @@ func mergeTotals(out *Document, docs []Document, dur time.Duration, percents []f
 		out.Warnings = append(out.Warnings, warns...)
 	}
 	out.Total.Verify = mergeVerify(verify)
+	out.Total.CPU = sumCPU(docs)
 	return nil
+}
+
+// sumCPU adds the worker threads' CPU of every document: CPU seconds and I/Os add up,
+// so the merged nanoseconds per I/O is the cost over all of them.
+func sumCPU(docs []Document) CPU {
+	var user, sys float64
+	var ios uint64
+	for _, d := range docs {
+		user += d.Total.CPU.UserSeconds
+		sys += d.Total.CPU.SystemSeconds
+		for _, w := range d.Workers {
+			ios += w.IOs
+		}
+	}
+	c := CPU{UserSeconds: round6(user), SystemSeconds: round6(sys)}
+	if ios > 0 {
+		c.NSPerIO = round3((user + sys) * 1e9 / float64(ios))
+	}
+	return c
 }
 
 // MergeConcurrent combines runs of one configuration taken at the same time (several
@@ -358,7 +379,14 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 	out.DurationSeconds = finite(window.Seconds())
 	out.Devices, out.Jobs = nil, nil
 	devIndex := map[Device]int{}
+	out.Workers = nil
 	for _, d := range docs {
+		// Every source's workers are kept; jobs point at them in the merged list.
+		firstWorker := len(out.Workers)
+		for _, w := range d.Workers {
+			w.Worker += firstWorker
+			out.Workers = append(out.Workers, w)
+		}
 		for _, j := range d.Jobs {
 			dev := d.Devices[j.Device]
 			idx, ok := devIndex[dev]
@@ -368,6 +396,7 @@ func MergeConcurrent(docs []Document, force bool) (Document, error) {
 				out.Devices = append(out.Devices, dev)
 			}
 			j.Device = idx
+			j.Worker += firstWorker
 			out.Jobs = append(out.Jobs, j)
 		}
 		if out.Status == StatusOK && d.Status != StatusOK {
@@ -445,4 +474,32 @@ func WriteRepetitionsText(w io.Writer, d *Document) error {
 		return fmt.Errorf("report: write text: %w", err)
 	}
 	return nil
+}
+
+// sumWorkers adds up each worker's CPU and I/Os over the repetitions of one run (the
+// same workers each time, matched by index).
+func sumWorkers(reps []Document) []WorkerReport {
+	var out []WorkerReport
+	for _, r := range reps {
+		for _, w := range r.Workers {
+			if w.Worker < 0 || w.Worker >= 1<<16 {
+				continue
+			}
+			for len(out) <= w.Worker {
+				out = append(out, WorkerReport{Worker: len(out), Core: -1})
+			}
+			o := &out[w.Worker]
+			o.Core, o.IOs = w.Core, o.IOs+w.IOs
+			o.CPU.UserSeconds += w.CPU.UserSeconds
+			o.CPU.SystemSeconds += w.CPU.SystemSeconds
+		}
+	}
+	for i := range out {
+		c := &out[i].CPU
+		c.UserSeconds, c.SystemSeconds = round6(c.UserSeconds), round6(c.SystemSeconds)
+		if out[i].IOs > 0 {
+			c.NSPerIO = round3((c.UserSeconds + c.SystemSeconds) * 1e9 / float64(out[i].IOs))
+		}
+	}
+	return out
 }

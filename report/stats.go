@@ -136,3 +136,6 @@ func droppedWarning(where string, n int64) string {
 	return fmt.Sprintf("%s: %d latency samples outside the shared histogram range (%d..%d ns) were left out of merged percentiles",
 		where, n, workload.LatencyLowest, workload.LatencyHighest)
 }
+
+// round6 keeps microseconds of a seconds figure.
+func round6(x float64) float64 { return finite(math.Round(x*1e6) / 1e6) }

@@ -109,6 +109,7 @@ func writeText(b *strings.Builder, res workload.Result, opts TextOptions) {
 	}
 	b.WriteString("\n")
 
+	writeCPU(b, res)
 	writeErrors(b, res, jobs, ta)
 	writeVerify(b, res)
 
@@ -138,6 +139,25 @@ func writeText(b *strings.Builder, res workload.Result, opts TextOptions) {
 	if len(res.Jobs) > 1 {
 		writeBuckets(b, "Latency histogram for all jobs merged:", ta)
 	}
+}
+
+// writeCPU prints the worker threads' CPU after the table (SPDK's table has no CPU
+// column; adding one would break scripts that cut columns by position): the total and,
+// with more than one worker, each worker.
+func writeCPU(b *strings.Builder, res workload.Result) {
+	if len(res.Workers) == 0 {
+		return
+	}
+	line := func(label string, c workload.WorkerCPU) {
+		fmt.Fprintf(b, "%-21s: %10.2f ns per I/O (%.3f s user, %.3f s system)\n", label, c.NSPerIO(), c.User.Seconds(), c.System.Seconds())
+	}
+	line("CPU of worker threads", res.TotalCPU())
+	if len(res.Workers) > 1 {
+		for _, w := range res.Workers {
+			line(fmt.Sprintf("  worker on core %2d", w.Core), w)
+		}
+	}
+	b.WriteString("\n")
 }
 
 // writeErrors lists failed I/Os, which SPDK's table does not show: a row's IOPS count

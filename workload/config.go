@@ -112,6 +112,16 @@ type Progress struct {
 	Bytes     uint64        // bytes moved in the current phase
 	IOPS      float64       // rate over the last window of at least MinRateWindow; 0 = not known yet
 	MiBps     float64       // the same in MiB/s
+	// Workers is each worker thread's CPU use over the last sampling interval, in
+	// worker order; nil where the thread's CPU time cannot be read.
+	Workers []WorkerLoad
+}
+
+// WorkerLoad is the share of one CPU a worker thread used over a sampling interval.
+type WorkerLoad struct {
+	Core          int     // CPU the worker is pinned to; -1 when not pinned
+	UserPercent   float64 // user-mode share of one CPU, 0-100
+	SystemPercent float64 // kernel-mode share of one CPU, 0-100
 }
 
 // Validate checks the configuration on its own; Run additionally checks it against the
@@ -129,8 +139,8 @@ func (c Config) Validate() error {
 	if c.QueueDepth < 1 {
 		return fmt.Errorf("workload: queue depth %d: must be at least 1", c.QueueDepth)
 	}
-	if c.QPairsPerTarget < 0 {
-		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) or more", c.QPairsPerTarget)
+	if c.QPairsPerTarget < 0 || c.QPairsPerTarget > maxQPairs {
+		return fmt.Errorf("workload: queue pairs per target %d: must be 0 (one) to %d", c.QPairsPerTarget, maxQPairs)
 	}
 	if c.Duration < 0 || (c.Duration == 0 && c.NumIOs == 0) {
 		return fmt.Errorf("workload: duration %v: must be positive (or zero with a number of I/Os)", c.Duration)

@@ -21,12 +21,45 @@ type Result struct {
 	// Err is the device or run failure that ended the run early, if any; the Jobs still
 	// hold what was measured until then.
 	Err error
+	// Workers holds each worker thread's CPU time over the measured phase, in worker
+	// order; empty when nothing was measured or the producer does not count it.
+	Workers []WorkerCPU
+}
+
+// WorkerCPU is the CPU one worker's OS thread used in the measured phase (warm-up and
+// queue set-up excluded), from getrusage(RUSAGE_THREAD). It is nvmeperf's own cost:
+// a simulated controller's device thread and kernel threads (SQPOLL) are not in it.
+type WorkerCPU struct {
+	Core   int           // CPU the worker was pinned to; -1 when not pinned
+	User   time.Duration // user-mode CPU time
+	System time.Duration // kernel-mode CPU time (system calls, io_uring submission)
+	IOs    uint64        // I/Os the worker completed in the measured phase, errors included
+}
+
+// NSPerIO is the worker's CPU nanoseconds per completed I/O; 0 without I/Os.
+func (c WorkerCPU) NSPerIO() float64 {
+	if c.IOs == 0 {
+		return 0
+	}
+	return float64(c.User+c.System) / float64(c.IOs)
+}
+
+// TotalCPU sums the workers' CPU; its IOs are every worker's completions.
+func (r Result) TotalCPU() WorkerCPU {
+	t := WorkerCPU{Core: -1}
+	for _, w := range r.Workers {
+		t.User += w.User
+		t.System += w.System
+		t.IOs += w.IOs
+	}
+	return t
 }
 
 // Job is one worker's measurements for one target.
 type Job struct {
 	Target target.Info
 	Core   int // CPU the worker was pinned to; -1 when not pinned
+	Worker int // index of its worker (Result.Workers)
 	QPairs int // queue pairs this worker drove for the target
 	Read   Side
 	Write  Side

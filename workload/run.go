@@ -1,9 +1,12 @@
 package workload
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,8 +107,8 @@ func newWorkers(targets []target.Target, infos []target.Info, cfg *Config, rs *r
 			ioSize:    uint32(cfg.IOSize),
 			limited:   cfg.NumIOs > 0,
 			limit:     share(cfg.NumIOs, len(as), i),
-			read:      side{hist: NewLatencyHistogram()},
-			write:     side{hist: NewLatencyHistogram()},
+			read:      side{lat: newLatencyRecorder()},
+			write:     side{lat: newLatencyRecorder()},
 		}
 		w := workers[a.worker]
 		w.jobs = append(w.jobs, j)
@@ -136,9 +139,9 @@ func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
 	if err != nil {
 		return Result{Err: err}
 	}
-	rs := &runState{epoch: time.Now()}
+	rs := &runState{epoch: time.Now(), warmupEnd: int64(cfg.Warmup)}
 	if cfg.Warmup == 0 {
-		rs.phase.Store(phaseMeasure)
+		rs.beginMeasure(0)
 	}
 	workers := newWorkers(targets, infos, &cfg, rs)
 
@@ -200,7 +203,8 @@ func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
 // ctx ended the run early.
 func coordinate(ctx context.Context, rs *runState, cfg *Config, allDone <-chan struct{}) (interrupted bool) {
 	var phaseTimer *time.Timer
-	if cfg.Warmup > 0 {
+	warming := cfg.Warmup > 0
+	if warming {
 		phaseTimer = time.NewTimer(cfg.Warmup)
 	} else if cfg.Duration > 0 {
 		phaseTimer = time.NewTimer(cfg.Duration)
@@ -222,11 +226,14 @@ func coordinate(ctx context.Context, rs *runState, cfg *Config, allDone <-chan s
 			}
 			rs.requestStop(rs.clock())
 		case <-timerC:
-			if rs.phase.Load() == phaseWarmup {
-				rs.measureStart.Store(rs.clock())
-				rs.phase.Store(phaseMeasure)
+			if warming {
+				// Warm-up is over: begin measuring now unless a worker already did at
+				// the exact instant, and time the measured phase from its start.
+				warming = false
+				now := rs.clock()
+				rs.beginMeasure(now)
 				if cfg.Duration > 0 {
-					phaseTimer.Reset(cfg.Duration)
+					phaseTimer.Reset(max(0, cfg.Duration-time.Duration(now-rs.measureStart.Load())))
 				} else {
 					timerC = nil
 				}
@@ -257,8 +264,22 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 	var jobs []*job
 	var errs []error
 	seen := map[string]bool{}
-	for _, w := range workers {
+	jobWorker := map[*job]int{}
+	if measured {
+		res.Workers = make([]WorkerCPU, len(workers))
+	}
+	for wi, w := range workers {
 		jobs = append(jobs, w.jobs...)
+		for _, j := range w.jobs {
+			jobWorker[j] = wi
+		}
+		if measured {
+			c := WorkerCPU{Core: w.cpu, User: w.cpuUsed.user, System: w.cpuUsed.system}
+			for _, j := range w.jobs {
+				c.IOs += j.read.ios + j.read.errors + j.write.ios + j.write.errors
+			}
+			res.Workers[wi] = c
+		}
 		for _, err := range w.errs {
 			if !seen[err.Error()] {
 				seen[err.Error()] = true
@@ -277,6 +298,7 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 		res.Jobs[j.index] = Job{
 			Target: j.info,
 			Core:   j.core,
+			Worker: jobWorker[j],
 			QPairs: cfg.qpairs(),
 			Read:   j.read.export(),
 			Write:  j.write.export(),
@@ -291,7 +313,7 @@ func buildResult(rs *runState, workers []*worker, cfg *Config, interrupted bool)
 }
 
 func (s *side) export() Side {
-	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.hist}
+	return Side{IOs: s.ios, Bytes: s.bytes, Errors: s.errors, Latency: s.lat.histogram()}
 }
 
 // MinRateWindow is the shortest interval a progress rate is computed over: right after
@@ -308,6 +330,7 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 	var r rateWindow
 	r.reset(rs.clock())
 	var iops, mibps float64
+	cpu := newLoadSampler(workers, rs.clock())
 	lastPhase := rs.phase.Load()
 	for {
 		select {
@@ -343,6 +366,7 @@ func collectProgress(rs *runState, workers []*worker, cfg *Config, stop <-chan s
 			iops, mibps = i, m
 		}
 		p.IOPS, p.MiBps = iops, mibps
+		p.Workers = cpu.sample(now)
 		cfg.Progress(p)
 	}
 }
@@ -367,4 +391,74 @@ func (r *rateWindow) sample(now int64, ios, bytes uint64) (iops, mibps float64, 
 	mibps = float64(bytes-r.bytes) / dt.Seconds() / (1 << 20)
 	r.at, r.ios, r.bytes = now, ios, bytes
 	return iops, mibps, true
+}
+
+// loadSampler turns readings of the worker threads' CPU times into per-interval shares.
+type loadSampler struct {
+	workers []*worker
+	last    []threadTimes
+	at      int64
+	ok      bool // false once a thread's CPU time could not be read: no more samples
+}
+
+func newLoadSampler(workers []*worker, now int64) *loadSampler {
+	l := &loadSampler{workers: workers, last: make([]threadTimes, len(workers)), at: now, ok: true}
+	for i, w := range workers {
+		if l.last[i], l.ok = taskCPU(w.tid); !l.ok {
+			break
+		}
+	}
+	return l
+}
+
+// sample returns each worker's CPU share since the previous sample, or nil.
+func (l *loadSampler) sample(now int64) []WorkerLoad {
+	dt := float64(now - l.at)
+	if !l.ok || dt <= 0 {
+		return nil
+	}
+	out := make([]WorkerLoad, len(l.workers))
+	for i, w := range l.workers {
+		t, ok := taskCPU(w.tid)
+		if !ok {
+			l.ok = false
+			return nil
+		}
+		out[i] = WorkerLoad{Core: w.cpu,
+			UserPercent:   100 * float64(t.user-l.last[i].user) / dt,
+			SystemPercent: 100 * float64(t.system-l.last[i].system) / dt}
+		l.last[i] = t
+	}
+	l.at = now
+	return out
+}
+
+// userHZ is the unit of the CPU times in /proc/<pid>/task/<tid>/stat: USER_HZ, 100 on
+// every Linux architecture's user ABI.
+const userHZ = 100
+
+// taskCPU reads another thread's user and system CPU time from /proc (getrusage only
+// reads the calling thread's). The resolution is 1/USER_HZ, plenty for a once-a-second
+// percentage.
+func taskCPU(tid int) (threadTimes, bool) {
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/stat")
+	if err != nil {
+		return threadTimes{}, false
+	}
+	// The command name (field 2) may hold spaces; the fields after it are plain.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return threadTimes{}, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 13 { // f[0] is field 3 (state); utime is field 14, stime 15
+		return threadTimes{}, false
+	}
+	u, err1 := strconv.ParseUint(string(f[11]), 10, 64)
+	s, err2 := strconv.ParseUint(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return threadTimes{}, false
+	}
+	tick := time.Second / userHZ
+	return threadTimes{user: time.Duration(u) * tick, system: time.Duration(s) * tick}, true
 }

@@ -575,6 +575,39 @@ func TestIdleWorkerNeverSleeps(t *testing.T) {
 	}
 }
 
+// TestProgressShowsWorkerCPU: progress reports carry each worker thread's CPU share.
+// The worker spins on its queue, so its thread shows CPU use; a share above 100% of
+// one CPU (plus a tick of rounding) would mean the wrong thread was read. The run ends
+// as soon as a report with CPU use arrived, within a generous deadline.
+func TestProgressShowsWorkerCPU(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var loads []WorkerLoad
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 4, Duration: time.Hour, ProgressInterval: 200 * time.Millisecond,
+		Progress: func(p Progress) {
+			if len(p.Workers) != 1 {
+				t.Errorf("report %+v: want one worker's load", p)
+				cancel()
+				return
+			}
+			loads = append(loads, p.Workers[0])
+			if l := p.Workers[0]; l.UserPercent+l.SystemPercent > 0 {
+				cancel()
+			}
+		}}
+	runCtx(t, ctx, cfg, newFakeTarget("f", 1<<20, 512))
+	busy := false
+	for _, l := range loads {
+		if l.Core != -1 || l.UserPercent < 0 || l.SystemPercent < 0 || l.UserPercent+l.SystemPercent > 110 {
+			t.Errorf("worker load %+v", l)
+		}
+		busy = busy || l.UserPercent+l.SystemPercent > 0
+	}
+	if !busy {
+		t.Errorf("no CPU use in %d reports for a spinning worker", len(loads))
+	}
+}
+
 func TestStopDuringWarmupMeasuresNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -703,5 +736,71 @@ func TestStartGateErrorRunsNothing(t *testing.T) {
 	}
 	if n := ft.submitted.Load(); n != 0 {
 		t.Errorf("%d I/Os submitted although the gate failed", n)
+	}
+}
+
+// TestWorkerCPUExcludesWarmup: every worker reports its thread's CPU over the measured
+// phase only. A thread cannot use more CPU than the wall time it ran, so its figure
+// must not exceed the wall time from measure start to the end of the run; a spinning
+// worker that counted its 500 ms warm-up would.
+func TestWorkerCPUExcludesWarmup(t *testing.T) {
+	cpus := allowedCPUs(t)
+	cores := cpus[:min(2, len(cpus))]
+	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, Cores: cores,
+		Warmup: 500 * time.Millisecond, Duration: 200 * time.Millisecond}
+	begin := time.Now()
+	res := run(t, cfg, newFakeTarget("f", 1<<20, 512))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(res.Workers) != len(cores) {
+		t.Fatalf("%d worker CPU entries, want %d", len(res.Workers), len(cores))
+	}
+	// Wall time from the start of measurement to now bounds each thread's measured CPU.
+	sinceMeasure := time.Since(begin) - cfg.Warmup
+	var ios uint64
+	for i, w := range res.Workers {
+		if w.Core != cores[i] {
+			t.Errorf("worker %d: core %d, want %d", i, w.Core, cores[i])
+		}
+		used := w.User + w.System
+		if used <= 0 {
+			t.Errorf("worker %d: no CPU time counted for a busy loop", i)
+		}
+		if used > sinceMeasure+20*time.Millisecond { // getrusage rounds to ticks
+			t.Errorf("worker %d: %v CPU in %v of measured wall time: warm-up counted", i, used, sinceMeasure)
+		}
+		if w.IOs == 0 || w.NSPerIO() <= 0 {
+			t.Errorf("worker %d: %d I/Os, %v ns per I/O", i, w.IOs, w.NSPerIO())
+		}
+		ios += w.IOs
+	}
+	reads, writes, errs := totals(res)
+	if ios != reads+writes+errs {
+		t.Errorf("workers count %d I/Os, jobs %d", ios, reads+writes+errs)
+	}
+	for i, j := range res.Jobs {
+		if j.Worker < 0 || j.Worker >= len(res.Workers) || res.Workers[j.Worker].Core != j.Core {
+			t.Errorf("job %d: worker %d does not match its core %d", i, j.Worker, j.Core)
+		}
+	}
+	tot := res.TotalCPU()
+	if tot.IOs != ios || tot.User+tot.System <= 0 {
+		t.Errorf("total CPU %+v", tot)
+	}
+}
+
+// The end of warm-up is decided once: the first of a worker past the instant and the
+// coordinator's timer sets where measurement starts, and later calls change nothing.
+func TestBeginMeasureOnce(t *testing.T) {
+	rs := &runState{epoch: time.Now(), warmupEnd: int64(50 * time.Millisecond)}
+	if rs.phase.Load() != phaseWarmup {
+		t.Fatal("run does not start in warm-up")
+	}
+	if !rs.beginMeasure(rs.warmupEnd) {
+		t.Fatal("first beginMeasure refused")
+	}
+	if rs.beginMeasure(rs.warmupEnd+int64(time.Second)) || rs.measureStart.Load() != rs.warmupEnd || rs.phase.Load() != phaseMeasure {
+		t.Fatalf("measure start %d, phase %d: a later call moved it", rs.measureStart.Load(), rs.phase.Load())
 	}
 }

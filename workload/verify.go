@@ -11,10 +11,8 @@ const maxVerifyReports = 8
 // prepareVerify readies r's buffer before submission in verify mode: a write carries
 // the verify pattern of its LBAs (seeded with Config.Seed); a read buffer is zeroed so
 // that stale data from an earlier I/O cannot pass for what the device returned.
+// The caller checks w.verify.
 func (w *worker) prepareVerify(j *job, q target.Queue, r *target.Request) {
-	if w.cfg.Verify == VerifyOff {
-		return
-	}
 	buf := q.Buffer(r.Buf)[:r.Length]
 	if r.Op == target.OpWrite {
 		verify.Fill(buf, int(j.info.LBASize), r.Offset/uint64(j.info.LBASize), w.cfg.Seed)
@@ -29,12 +27,10 @@ func (w *worker) prepareVerify(j *job, q target.Queue, r *target.Request) {
 // block the run has not written yet, and the device may hold older data), so only
 // blocks that carry this run's header yet hold the wrong LBA or bytes are mismatches.
 // In read-only mode every block must carry the pattern: anything else is reported.
+// The caller checks w.verify.
 func (w *worker) checkVerify(j *job, r *target.Request) {
-	if w.cfg.Verify == VerifyOff {
-		return
-	}
 	lbaSize := int(j.info.LBASize)
-	buf := j.queues[r.Tag%w.cfg.qpairs()].Buffer(r.Buf)[:r.Length]
+	buf := j.queues[r.Tag&tagQueueMask].Buffer(r.Buf)[:r.Length]
 	lba := r.Offset / uint64(lbaSize)
 	v := &j.verify
 	for off := 0; off+lbaSize <= len(buf); off += lbaSize {

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/nvmeperf/nvmeperf/driver/target"
@@ -24,6 +23,20 @@ const (
 // every I/O slower than the spin threshold. A stuck device is bounded by the drain
 // timeout, not by sleeping.
 
+// A request's Tag holds its job's index within the worker above tagQueueBits and its
+// queue's index below, so a completion finds both with a shift and a mask instead of
+// two divisions per I/O.
+const (
+	tagQueueBits = 16
+	tagQueueMask = 1<<tagQueueBits - 1
+	maxQPairs    = 1 << tagQueueBits // queue pairs per target a worker can tell apart
+)
+
+// publishEvery is how often a worker stores its counters for the progress collector,
+// which reads them once a second: an atomic store is a locked instruction on amd64,
+// too dear to pay on every loop iteration when each iteration is one I/O.
+const publishEvery = int64(time.Millisecond)
+
 // runState is what workers and the coordinator share. Workers read it once per loop
 // iteration, never per I/O.
 type runState struct {
@@ -32,6 +45,22 @@ type runState struct {
 	stop         atomic.Bool  // stop submitting and drain
 	stopAt       atomic.Int64 // clock of the first stop request; 0 = none yet
 	measureStart atomic.Int64 // clock when phaseMeasure began
+	// warmupEnd is the clock at which warm-up is due to end (0: no warm-up). The first
+	// worker to read a clock past it begins measuring there, so the boundary is exact
+	// to a loop iteration instead of to when a timer goroutine gets scheduled.
+	warmupEnd  int64
+	measureSet atomic.Bool // beginMeasure has run
+}
+
+// beginMeasure ends warm-up with measurement starting at clock at; only the first call
+// (a worker past warmupEnd, or the coordinator's timer) counts.
+func (s *runState) beginMeasure(at int64) bool {
+	if !s.measureSet.CompareAndSwap(false, true) {
+		return false
+	}
+	s.measureStart.Store(at)
+	s.phase.Store(phaseMeasure)
+	return true
 }
 
 func (s *runState) clock() int64 { return int64(time.Since(s.epoch)) }
@@ -58,12 +87,12 @@ type published struct {
 // side accumulates one direction of one job.
 type side struct {
 	ios, bytes, errors uint64
-	hist               *hdrhistogram.Histogram
+	lat                latencyRecorder
 }
 
 func (s *side) reset() {
 	s.ios, s.bytes, s.errors = 0, 0, 0
-	s.hist.Reset()
+	s.lat.reset()
 }
 
 // job is one worker driving one target through its queue pairs.
@@ -100,9 +129,15 @@ type job struct {
 type worker struct {
 	index int
 	cpu   int
+	tid   int // its OS thread, for the progress collector's CPU readings
 	cfg   *Config
 	run   *runState
 	jobs  []*job
+
+	// Copied from cfg once, so the per-I/O path reads worker fields only.
+	rotate    bool // more queue pairs than depth: each I/O goes to the next pair
+	verify    bool // verify mode is on
+	reportErr bool // ContinueOnError with an OnIOError callback
 
 	// done collects the requests Poll completed in this iteration; it has room for
 	// every request, so appending never allocates.
@@ -117,8 +152,26 @@ type worker struct {
 	errs          []error // failures in the order they happened
 	finishedAt    int64
 
-	ios, bytes uint64 // this phase's totals, published once per iteration
+	ios, bytes uint64 // this phase's totals, published about every publishEvery
 	pub        *published
+	pubAt      int64 // clock of the last publication
+
+	// cpuStart is the thread's CPU time when it began measuring, cpuUsed what it used
+	// from then until its loop ended.
+	cpuStart, cpuUsed threadTimes
+}
+
+// threadTimes is the calling thread's user and system CPU time.
+type threadTimes struct{ user, system time.Duration }
+
+// threadCPU reads the calling OS thread's CPU time. A worker stays locked to its
+// thread from set-up to the end, so two readings on it are its own cost.
+func threadCPU() threadTimes {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return threadTimes{}
+	}
+	return threadTimes{user: time.Duration(ru.Utime.Nano()), system: time.Duration(ru.Stime.Nano())}
 }
 
 // Complete implements target.Handler: it only queues the request, so that all of an
@@ -127,11 +180,12 @@ func (w *worker) Complete(r *target.Request) {
 	w.done = append(w.done, r)
 }
 
-// Requests carry Tag = job index within the worker * qpairs + queue index, so a
+// Requests carry Tag = job index within the worker << tagQueueBits | queue index, so a
 // completion finds its job and queue without a lookup table.
 
 // setup pins the calling goroutine's thread and opens every job's queues on it.
 func (w *worker) setup() error {
+	w.tid = unix.Gettid()
 	if w.cpu >= 0 {
 		var set unix.CPUSet
 		set.Set(w.cpu)
@@ -141,6 +195,9 @@ func (w *worker) setup() error {
 	}
 	qpairs := w.cfg.qpairs()
 	rotate := w.cfg.rotating()
+	w.rotate = rotate
+	w.verify = w.cfg.Verify != VerifyOff
+	w.reportErr = w.cfg.ContinueOnError && w.cfg.OnIOError != nil
 	total := 0
 	for ji, j := range w.jobs {
 		j.nextQ = w.cfg.QueueDepth % qpairs
@@ -175,7 +232,7 @@ func (w *worker) setup() error {
 			j.queues = append(j.queues, q)
 			reqs := make([]target.Request, depth)
 			for i := range reqs {
-				reqs[i] = target.Request{Buf: i, Length: j.ioSize, Tag: ji*qpairs + qi}
+				reqs[i] = target.Request{Buf: i, Length: j.ioSize, Tag: ji<<tagQueueBits | qi}
 				if rotate {
 					reqs[i].Buf = qi // one request per pair at the start
 				}
@@ -213,6 +270,9 @@ func (w *worker) start() {
 	w.now = w.run.clock()
 	w.lastReap = w.now
 	w.measuring = w.run.phase.Load() == phaseMeasure
+	if w.measuring {
+		w.cpuStart = threadCPU()
+	}
 	for _, j := range w.jobs {
 		for qi, q := range j.queues {
 			for i := range j.reqs[qi] {
@@ -230,6 +290,10 @@ func (w *worker) loop() {
 	for w.step() {
 	}
 	w.finishedAt = w.run.clock()
+	if w.measuring {
+		end := threadCPU()
+		w.cpuUsed = threadTimes{user: end.user - w.cpuStart.user, system: end.system - w.cpuStart.system}
+	}
 	if err := w.closeQueues(); err != nil {
 		w.errs = append(w.errs, err)
 	}
@@ -239,8 +303,13 @@ func (w *worker) loop() {
 // read the clock once, then account and resubmit every completion. It returns false
 // when the worker is finished.
 func (w *worker) step() bool {
-	if !w.measuring && w.run.phase.Load() == phaseMeasure {
-		w.resetStats()
+	if !w.measuring {
+		if w.run.phase.Load() == phaseMeasure {
+			w.resetStats()
+		} else if w.run.warmupEnd > 0 && w.now >= w.run.warmupEnd {
+			w.run.beginMeasure(w.run.warmupEnd)
+			w.resetStats()
+		}
 	}
 	if !w.stopping && w.run.stop.Load() {
 		w.beginStop(w.now)
@@ -271,9 +340,9 @@ func (w *worker) step() bool {
 			j.inflight = 0
 		}
 	}
-	w.pub.ios.Store(w.ios)
-	w.pub.bytes.Store(w.bytes)
-
+	if w.now-w.pubAt >= publishEvery {
+		w.publish()
+	}
 	if reaped > 0 {
 		w.lastReap = w.now
 	}
@@ -287,6 +356,13 @@ func (w *worker) step() bool {
 		return false
 	}
 	return true
+}
+
+// publish stores the counters the progress collector reads.
+func (w *worker) publish() {
+	w.pubAt = w.now
+	w.pub.ios.Store(w.ios)
+	w.pub.bytes.Store(w.bytes)
 }
 
 // failJob takes a job whose device failed out of the run: the worker records the
@@ -309,6 +385,7 @@ func (w *worker) beginStop(now int64) {
 // phase and count there, as in spdk_nvme_perf.
 func (w *worker) resetStats() {
 	w.measuring = true
+	w.cpuStart = threadCPU()
 	for _, j := range w.jobs {
 		j.read.reset()
 		j.write.reset()
@@ -317,6 +394,7 @@ func (w *worker) resetStats() {
 		j.recorded = 0
 	}
 	w.ios, w.bytes = 0, 0
+	w.publish() // at once: the collector must not take warm-up counts for measured ones
 }
 
 // submit starts r on q with the job's next offset and direction, unless the job's
@@ -338,7 +416,9 @@ func (w *worker) submit(j *job, q target.Queue, r *target.Request) {
 			r.Op = target.OpWrite
 		}
 	}
-	w.prepareVerify(j, q, r)
+	if w.verify {
+		w.prepareVerify(j, q, r)
+	}
 	r.Err = nil
 	r.Start = w.now
 	if err := q.Submit(r); err != nil {
@@ -353,8 +433,7 @@ func (w *worker) submit(j *job, q target.Queue, r *target.Request) {
 
 // complete accounts one completion and, unless stopping, resubmits the request.
 func (w *worker) complete(r *target.Request) {
-	qpairs := w.cfg.qpairs()
-	j := w.jobs[r.Tag/qpairs]
+	j := w.jobs[r.Tag>>tagQueueBits]
 	j.inflight--
 	w.outstanding--
 	record := !(w.measuring && j.limited && j.recorded >= j.limit)
@@ -366,7 +445,7 @@ func (w *worker) complete(r *target.Request) {
 		}
 		if r.Err != nil {
 			s.errors++
-			if w.cfg.ContinueOnError && w.cfg.OnIOError != nil {
+			if w.reportErr {
 				w.cfg.OnIOError(fmt.Errorf("%s %s at offset %d: %w", j.info.Name, r.Op, r.Offset, r.Err))
 			}
 			// Requests a failed device aborted are counted but do not stop the
@@ -386,25 +465,25 @@ func (w *worker) complete(r *target.Request) {
 			} else if lat > LatencyHighest {
 				lat = LatencyHighest
 			}
-			_ = s.hist.RecordValue(lat) // cannot fail: lat is within the bounds
+			s.lat.record(lat)
 			s.ios++
 			s.bytes += uint64(r.Length)
 			w.ios++
 			w.bytes += uint64(r.Length)
-			if r.Op == target.OpRead {
+			if w.verify && r.Op == target.OpRead {
 				w.checkVerify(j, r)
 			}
 		}
 	}
 	if !w.stopping && !j.failed {
-		qi := r.Tag % qpairs
-		if w.cfg.rotating() {
+		qi := r.Tag & tagQueueMask
+		if w.rotate {
 			qi = j.nextQ
 			j.nextQ++
-			if j.nextQ == qpairs {
+			if j.nextQ == len(j.queues) {
 				j.nextQ = 0
 			}
-			r.Tag = r.Tag - r.Tag%qpairs + qi
+			r.Tag = r.Tag&^tagQueueMask | qi
 		}
 		w.submit(j, j.queues[qi], r)
 	}

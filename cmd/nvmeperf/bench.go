@@ -64,6 +64,9 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if err := a.openOutput(); err != nil {
 		return err
 	}
+	if err := a.openCPUProfile(); err != nil {
+		return err
+	}
 
 	a.hook("open")
 	targets, err := a.openTargets(p, ids, args, fileSize)
@@ -134,7 +137,11 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 		res = workload.Result{Start: time.Now(), Interrupted: true}
 	} else {
 		ran = true
+		stopProfile := a.startCPUProfile()
 		res = workload.Run(ctx, targets, cfg)
+		if err := stopProfile(); err != nil {
+			a.notice("%v", err)
+		}
 	}
 	if ran {
 		finish(res)

@@ -78,6 +78,7 @@ type app struct {
 	opts    options
 	compat  compatOpts  // spdk_nvme_perf options beyond opts (spdkcompat.go)
 	cluster clusterOpts // runs across hosts (cluster.go)
+	perf    perfOpts    // nvmeperf's own cost (cpuprofile.go)
 	status  int
 	root    *cobra.Command
 
@@ -190,6 +191,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	a.registerCompatFlags(f)
 	a.addResultsFlags(f)
 	a.registerClusterFlags(f)
+	a.registerPerfFlags(f)
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
 	root.AddCommand(a.sweepCommand(), a.compareCommand(), a.mergeCommand(), a.reportCommand())

@@ -117,7 +117,7 @@ var spdkOptions = []spdkOption{
 	{"N", "no-shst-notification", "", implemented, "detach by disabling the controller (CC.EN=0) instead of a shutdown notification"},
 	{"Q", "continue-on-error", "N", implemented, "keep going on I/O errors, log every Nth (bare -Q: every error)"},
 	{"T", "logflag", "FLAG", notApplicable, "SPDK debug log flags; nvmeperf has none"},
-	{"m", "cpu-usage", "", implemented, "busy share of the used cores: live on the progress line, and a summary on stderr"},
+	{"m", "cpu-usage", "", implemented, "busy share of the used cores: live on the progress line (with each worker thread's own CPU), and a summary on stderr"},
 	{"", "transport-stats", "", implemented, "per (core, namespace) queue counters after the run, in SPDK's PCIe layout; always in the JSON"},
 	{"h", "help", "", implemented, "help"},
 	{"v", "help-full", "", implemented, "the full help (same as --help)"},

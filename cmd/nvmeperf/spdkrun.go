@@ -267,6 +267,7 @@ func (a *app) monitorCPU(p *plan, cfg *workload.Config) func() {
 				fmt.Fprintf(a.stderr, " %3d Core(s): %6.2f%% Busy", len(cores), now.busyPercent(last))
 				last = now
 			}
+			writeWorkerLoad(a.stderr, pr.Workers)
 		}
 	}
 	begin := time.Now()
@@ -276,6 +277,18 @@ func (a *app) monitorCPU(p *plan, cfg *workload.Config) func() {
 			return
 		}
 		fmt.Fprintf(a.stderr, "nvmeperf: -m: %3d Core(s): %6.2f%% Busy over the run\n", len(cores), end.busyPercent(start))
+	}
+}
+
+// writeWorkerLoad appends each worker thread's own CPU use (-m): the core's busy share
+// above counts everything on the core, this only nvmeperf's worker.
+func writeWorkerLoad(w io.Writer, loads []workload.WorkerLoad) {
+	if len(loads) == 0 {
+		return
+	}
+	fmt.Fprint(w, "; worker threads:")
+	for _, l := range loads {
+		fmt.Fprintf(w, " core %d %.0f%% usr %.0f%% sys", l.Core, l.UserPercent, l.SystemPercent)
 	}
 }
 
