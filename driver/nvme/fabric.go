@@ -2,8 +2,8 @@ package nvme
 
 import (
 	"errors"
-	"math/bits"
 	"fmt"
+	"math/bits"
 	"time"
 	"unsafe"
 
