@@ -293,3 +293,34 @@ func TestTCPKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTCPReadsWithResponseCapsules: with SQ flow control on, the target answers reads
+// with C2HData and a response capsule (no SUCCESS shortcut); data digests on.
+func TestTCPReadsWithResponseCapsules(t *testing.T) {
+	_, addr := startTarget(t, serve.Config{}, 1<<20)
+	nqn, hostID := nvmetcp.DefaultHostNQN()
+	host := nvmetcp.NewHost(nvmetcp.HostConfig{Addr: addr, SubNQN: serve.DefaultNQN, HostNQN: nqn, HostID: hostID,
+		Digests: nvmetcp.Digests{Data: true}, SQFlowControl: true})
+	ctrl, err := nvme.AttachFabric(host, nvme.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := nvme.NewTarget(ctrl.Namespaces()[0], target.Info{Name: "tcp"}, ctrl.Detach)
+	defer tg.Close()
+	w := &waiter{}
+	q, err := tg.OpenQueue(target.QueueConfig{Depth: 4, IOSize: 16 << 10, Handler: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	fill(q.Buffer(0), 5)
+	do(t, q, w, &target.Request{Op: target.OpWrite, Offset: 64 << 10, Length: 16 << 10, Buf: 0})
+	clear(q.Buffer(1))
+	do(t, q, w, &target.Request{Op: target.OpRead, Offset: 64 << 10, Length: 16 << 10, Buf: 1})
+	if !bytes.Equal(q.Buffer(0), q.Buffer(1)) {
+		t.Fatal("read back differs")
+	}
+	if host.ControllerID() == 0xFFFF {
+		t.Fatal("no controller ID from Connect")
+	}
+}
