@@ -11,8 +11,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/pflag"
 
