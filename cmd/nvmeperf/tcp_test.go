@@ -117,7 +117,7 @@ func TestE2ETCPTargetGoesAway(t *testing.T) {
 		t.Fatalf("crash output on stderr:\n%s", r.stderr)
 	}
 	d := decodeDoc(t, r.stdout)
-	if d.Status == "ok" || !strings.Contains(d.Error, "closed the connection") {
+	if !strings.HasPrefix(d.Status, "device_failed") || !strings.Contains(d.Error, "closed the connection") {
 		t.Errorf("status %q error %q", d.Status, d.Error)
 	}
 	if d.Total.All.IOs == 0 {

@@ -329,6 +329,10 @@ func (q *QPair) pollFabric() (int, error) {
 	err := q.fabric.Process(&q.completer)
 	n := q.completer.n
 	if err != nil {
+		// A lost or broken connection is a failed controller for the run's verdict.
+		if !errors.Is(err, ErrFailed) {
+			err = fmt.Errorf("%w: %w", ErrFailed, err)
+		}
 		return n, q.fail(err)
 	}
 	if n > 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
@@ -328,13 +329,23 @@ func (q *hostQueue) Process(done nvme.Completer) error {
 		}
 	}
 	if err := q.w.Flush(); err != nil {
+		if closedByPeer(err) {
+			return q.fail(fmt.Errorf("nvmetcp: queue %d: the controller closed the connection (%w)", q.qid, err))
+		}
 		return q.fail(fmt.Errorf("nvmetcp: queue %d: sending: %w", q.qid, err))
 	}
 	return nil
 }
 
+// closedByPeer reports a stream the controller ended: end of stream, reset or a broken
+// pipe.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 func (q *hostQueue) streamError(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if closedByPeer(err) {
 		return fmt.Errorf("nvmetcp: queue %d: the controller closed the connection", q.qid)
 	}
 	return fmt.Errorf("nvmetcp: queue %d: reading: %w", q.qid, err)
