@@ -324,3 +324,66 @@ func TestTCPReadsWithResponseCapsules(t *testing.T) {
 		t.Fatal("no controller ID from Connect")
 	}
 }
+
+// BenchmarkTCPRead4K: 4 KiB reads, 32 in flight on one NVMe/TCP queue pair, against
+// `nvmeperf serve` over a RAM namespace in the same process (so the target's CPU counts
+// too): indicative only.
+func BenchmarkTCPRead4K(b *testing.B) {
+	_, addr := startTarget(b, serve.Config{}, 64<<20)
+	ts, _, err := driver.OpenTRID(tcpTRID(addr, serve.DefaultNQN), driver.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ts[0].Close()
+	const depth = 32
+	w := &resubmitter{}
+	q, err := ts[0].OpenQueue(target.QueueConfig{Depth: depth, IOSize: 4096, Handler: w})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	w.q = q
+	reqs := make([]target.Request, depth)
+	b.ReportAllocs()
+	b.ResetTimer()
+	w.left = b.N
+	for i := range reqs {
+		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) * 4096, Length: 4096, Buf: i}
+		if w.left > 0 {
+			w.left--
+			w.inflight++
+			if err := q.Submit(&reqs[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for w.inflight > 0 {
+		if _, err := q.Poll(); err != nil {
+			b.Fatal(err)
+		}
+		if w.err != nil {
+			b.Fatal(w.err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "IOPS")
+}
+
+type resubmitter struct {
+	q              target.Queue
+	left, inflight int
+	err            error
+}
+
+func (r *resubmitter) Complete(req *target.Request) {
+	if req.Err != nil {
+		r.err = req.Err
+	}
+	r.inflight--
+	if r.left > 0 {
+		r.left--
+		r.inflight++
+		if err := r.q.Submit(req); err != nil {
+			r.err = err
+		}
+	}
+}
