@@ -145,9 +145,11 @@ func (c *Controller) controllerType() uint8 {
 }
 
 // IsDiscovery reports whether this is a discovery controller (it has no namespaces and
-// no I/O queues; its discovery log lists NVM subsystems).
+// no I/O queues; its discovery log lists NVM subsystems). Controllers before NVMe 1.4
+// leave CNTRLTYPE 0: their subsystem NQN tells.
 func (c *Controller) IsDiscovery() bool {
-	return c.controllerType() == spec.ControllerTypeDiscovery
+	return c.controllerType() == spec.ControllerTypeDiscovery ||
+		(c.fabric != nil && c.ident.SubsystemNQN() == spec.DiscoveryNQN)
 }
 
 // inCapsuleData is how much write data an I/O command capsule carries: IOCCSZ (in
