@@ -1,6 +1,7 @@
 package nvmetcp
 
 import (
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -135,3 +136,105 @@ func TestHostRejectsMalformedControllerPDUs(t *testing.T) {
 		})
 	}
 }
+
+// TestHostOneWritePerPoll: every capsule submitted before a poll leaves in one write
+// system call, the transport's doorbell.
+func TestHostOneWritePerPoll(t *testing.T) {
+	got := make(chan int, 1)
+	release := make(chan struct{})
+	defer close(release)
+	addr := fakeController(t, func(r *Reader, w *Writer) {
+		n := 0
+		for n < 8 {
+			h, err := r.Next()
+			if err != nil || h.CH.Type != TypeCapsuleCmd {
+				break
+			}
+			n++
+			w.CapsuleResp(&spec.Completion{CID: h.CapsuleCmd.SQE.CID()})
+		}
+		_ = w.Flush()
+		got <- n
+		<-release // the connection stays open until the host has read everything
+	})
+	host := NewHost(HostConfig{Addr: addr, SubNQN: "nqn.test", HostNQN: "nqn.host"})
+	fq, err := host.ConnectQueue(nvme.FabricQueueConfig{QID: 0, Entries: 16, Requests: 15, CIDMask: 15, InCapsuleData: 8128, MaxTransfer: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fq.Close()
+	q := fq.(*hostQueue)
+	for i := range 8 {
+		cmd := spec.Command{}
+		cmd.SetOpcodeCID(uint8(spec.AdminKeepAlive), uint16(i))
+		if err := fq.Submit(&cmd, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := q.w.Flushes
+	var done countCompleter
+	if err := fq.Process(&done); err != nil {
+		t.Fatal(err)
+	}
+	if d := q.w.Flushes - before; d != 1 {
+		t.Fatalf("%d writes for 8 capsules in one poll, want 1", d)
+	}
+	if n := <-got; n != 8 {
+		t.Fatalf("controller got %d capsules", n)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(done.cpls) < 8 && time.Now().Before(deadline) {
+		if err := fq.Process(&done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(done.cpls) != 8 {
+		t.Fatalf("%d completions, want 8", len(done.cpls))
+	}
+}
+
+// FuzzHostStream feeds a host queue with a read and a write in flight arbitrary bytes
+// as the controller's stream: it must never panic, and it must end with an error or
+// completions, never hang (the stream ends).
+func FuzzHostStream(f *testing.F) {
+	var seed Writer
+	seedBuf := &bytesBuffer{}
+	seed = *NewWriter(seedBuf, 4096)
+	seed.C2HData(0, 0, make([]byte, 512), true, true)
+	seed.R2T(1, 1, 0, 4096)
+	seed.CapsuleResp(&spec.Completion{CID: 1})
+	_ = seed.Flush()
+	f.Add(seedBuf.b)
+	f.Add([]byte{0x07, 0x0C, 24, 24, 0xFF, 0xFF, 0, 0})
+	f.Add([]byte{0x05, 0, 24, 0, 24, 0, 0, 0, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		hostEnd, ctrlEnd := net.Pipe()
+		defer hostEnd.Close()
+		go func() {
+			go func() { _, _ = io.Copy(io.Discard, ctrlEnd) }()
+			_, _ = ctrlEnd.Write(stream)
+			ctrlEnd.Close()
+		}()
+		q, err := newHostQueue(hostEnd, HostConfig{}, nvme.FabricQueueConfig{Entries: 8, Requests: 7, CIDMask: 7, InCapsuleData: 0, MaxTransfer: 8192})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.maxH2C = 4096
+		rd, wr := spec.Command{}, spec.Command{}
+		rd.SetOpcodeCID(uint8(spec.IORead), 0)
+		wr.SetOpcodeCID(uint8(spec.IOWrite), 1)
+		_ = q.Submit(&rd, make([]byte, 512))
+		_ = q.Submit(&wr, make([]byte, 4096))
+		var done countCompleter
+		for range 10000 {
+			if err := q.Process(&done); err != nil {
+				return
+			}
+		}
+		t.Fatalf("no end of stream after 10000 polls (%d completions)", len(done.cpls))
+	})
+}
+
+type bytesBuffer struct{ b []byte }
+
+func (w *bytesBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
