@@ -337,7 +337,14 @@ func (q *QPair) pollFabric() (int, error) {
 		}
 		return n, q.fail(err)
 	}
+	// The transport's doorbells, for --transport-stats: a send that carried capsules, a
+	// poll that reaped completions.
+	if q.sinceRing > 0 {
+		q.stats.SQDoorbells++
+		q.sinceRing = 0
+	}
 	if n > 0 {
+		q.stats.CQDoorbells++
 		q.idlePolls = 0
 		q.idleSince = time.Time{}
 	} else if q.active > 0 {

@@ -269,6 +269,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 		q.free = q.free[:n-1]
 		r.cb, r.arg, r.active, r.placed = cb, arg, true, true
 		q.active++
+		q.sinceRing++ // sent by the next Poll
 		q.stats.Submitted++
 		return nil
 	}
