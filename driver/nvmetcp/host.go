@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -301,6 +302,10 @@ func (q *hostQueue) Submit(cmd *spec.Command, data []byte) error {
 	return nil
 }
 
+// midPDUTimeout bounds the wait for the rest of a PDU that has begun to arrive (a
+// variable for tests).
+var midPDUTimeout = 30 * time.Second
+
 // maxPDUsPerProcess bounds one Process, so a controller that never stops sending
 // cannot keep a poll from returning.
 const maxPDUsPerProcess = 1024
@@ -324,7 +329,10 @@ func (q *hostQueue) Process(done nvme.Completer) error {
 				return q.fail(q.streamError(err))
 			}
 		}
-		if err := q.handle(done); err != nil {
+		q.sock.midPDU = midPDUTimeout
+		err := q.handle(done)
+		q.sock.midPDU = 0
+		if err != nil {
 			return q.fail(err)
 		}
 	}
@@ -347,6 +355,9 @@ func closedByPeer(err error) bool {
 func (q *hostQueue) streamError(err error) error {
 	if closedByPeer(err) {
 		return fmt.Errorf("nvmetcp: queue %d: the controller closed the connection", q.qid)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("nvmetcp: queue %d: the controller sent part of a PDU and nothing more for %v", q.qid, midPDUTimeout)
 	}
 	return fmt.Errorf("nvmetcp: queue %d: reading: %w", q.qid, err)
 }

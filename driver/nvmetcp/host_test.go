@@ -238,3 +238,40 @@ func FuzzHostStream(f *testing.F) {
 type bytesBuffer struct{ b []byte }
 
 func (w *bytesBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// TestHostControllerStallsMidPDU: a controller that sends part of a PDU and then
+// nothing fails the queue after midPDUTimeout instead of hanging the worker.
+func TestHostControllerStallsMidPDU(t *testing.T) {
+	old := midPDUTimeout
+	midPDUTimeout = 300 * time.Millisecond
+	defer func() { midPDUTimeout = old }()
+	release := make(chan struct{})
+	defer close(release)
+	addr := fakeController(t, func(r *Reader, w *Writer) {
+		if _, err := r.Next(); err != nil {
+			return
+		}
+		w.Raw([]byte{byte(TypeCapsuleResp), 0, CapsuleRespSize, 0, CapsuleRespSize, 0, 0, 0, 1, 2})
+		_ = w.Flush()
+		<-release
+	})
+	host := NewHost(HostConfig{Addr: addr, SubNQN: "nqn.test", HostNQN: "nqn.host"})
+	fq, err := host.ConnectQueue(nvme.FabricQueueConfig{QID: 0, Entries: 8, Requests: 7, CIDMask: 7, InCapsuleData: 8128, MaxTransfer: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fq.Close()
+	cmd := spec.Command{}
+	cmd.SetOpcodeCID(uint8(spec.AdminKeepAlive), 1)
+	if err := fq.Submit(&cmd, nil); err != nil {
+		t.Fatal(err)
+	}
+	var done countCompleter
+	deadline := time.Now().Add(60 * time.Second)
+	for err == nil && time.Now().Before(deadline) {
+		err = fq.Process(&done)
+	}
+	if err == nil || !strings.Contains(err.Error(), "part of a PDU") {
+		t.Fatalf("error %v, want one saying the controller stopped mid-PDU", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 )
 
 // sockReader is the byte stream under a host queue's Reader. In poll mode a read that
@@ -16,6 +17,10 @@ type sockReader struct {
 	nc   net.Conn
 	raw  syscall.RawConn
 	poll bool
+	// midPDU bounds each blocking read while a PDU is being read (Process): a
+	// controller that stops in the middle of a PDU fails the queue instead of hanging
+	// its worker. 0: no bound (connection setup has its own deadline).
+	midPDU time.Duration
 	// state of the raw read, in fields so the callback (made once) allocates nothing
 	buf    []byte
 	n      int
@@ -38,7 +43,14 @@ func (s *sockReader) init(nc net.Conn) error {
 
 func (s *sockReader) Read(p []byte) (int, error) {
 	if !s.poll || s.raw == nil {
-		return s.nc.Read(p)
+		if s.midPDU == 0 {
+			return s.nc.Read(p)
+		}
+		_ = s.nc.SetReadDeadline(time.Now().Add(s.midPDU))
+		n, err := s.nc.Read(p)
+		// An expired deadline would also fail the raw reads of poll mode.
+		_ = s.nc.SetReadDeadline(time.Time{})
+		return n, err
 	}
 	s.buf = p
 	err := s.raw.Read(s.readFn)
