@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
+	"github.com/nvmeperf/nvmeperf/driver/nvmetcp"
 	"github.com/nvmeperf/nvmeperf/driver/pcie"
 	"github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/driver/target"
@@ -21,8 +22,10 @@ type Options struct {
 	// SimCPUs are the CPUs a simulated controller's device thread may be pinned to
 	// (normally those no worker uses). A sim trid's own cpus key wins.
 	SimCPUs []int
-	// NVMe tunes controller bring-up.
+	// NVMe tunes controller bring-up (NVMe.KeepAlive: fabrics keep alive, -k).
 	NVMe nvme.Options
+	// TCPDigests asks NVMe/TCP controllers for header and data digests (-H, -I).
+	TCPDigests nvmetcp.Digests
 }
 
 // Controller is an attached NVMe controller and how it is carried, for reports and
@@ -83,8 +86,10 @@ func Attach(id trid.ID, opts Options) (*Controller, error) {
 		return &Controller{ID: id, NVMe: ctrl, Transport: "PCIe", close: func() error {
 			return errors.Join(ctrl.Detach(), dev.Close())
 		}}, nil
+	case trid.TCP:
+		return attachTCP(id, opts)
 	}
-	return nil, fmt.Errorf("driver: transport %s is not supported yet (supported: PCIe, sim)", id.Type)
+	return nil, fmt.Errorf("driver: transport %s is not supported yet (supported: PCIe, TCP, sim)", id.Type)
 }
 
 // OpenTRID parses s, attaches its controller and returns one target per selected
@@ -95,10 +100,19 @@ func OpenTRID(s string, opts Options) ([]target.Target, *Controller, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if id.Type == trid.TCP && (id.SubNQN == "" || id.SubNQN == trid.DiscoveryNQN) {
+		return openDiscovered(id, opts)
+	}
 	c, err := Attach(id, opts)
 	if err != nil {
 		return nil, nil, err
 	}
+	return namespaceTargets(id, c)
+}
+
+// namespaceTargets returns one target per selected namespace of c (the trid's ns key,
+// or every active namespace). Closing the last of them closes c.
+func namespaceTargets(id trid.ID, c *Controller) ([]target.Target, *Controller, error) {
 	var nss []*nvme.Namespace
 	if id.NSID != 0 {
 		ns := c.NVMe.Namespace(id.NSID)

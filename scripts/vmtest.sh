@@ -103,7 +103,7 @@ ensure_kernel() {
 
 # Modules the guest loads, dependencies first. Names as modinfo spells them.
 # ext4 finds crc32c through the crypto API, which would modprobe it: load it first.
-GUEST_MODULES=(nvme vfio vfio_iommu_type1 vfio-pci uio uio_pci_generic crc32c_generic ext4 loop nvme-fabrics nvme-tcp)
+GUEST_MODULES=(nvme vfio vfio_iommu_type1 vfio-pci uio uio_pci_generic crc32c_generic ext4 loop nvme-fabrics nvme-tcp configfs nvmet nvmet-tcp)
 
 # module_order prints module paths so that each follows its dependencies.
 module_order() {

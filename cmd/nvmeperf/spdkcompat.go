@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -55,7 +56,7 @@ type spdkOption struct {
 	why string
 }
 
-const tcpLater = "nvmeperf has no NVMe/TCP transport yet (it lands with the NVMe/TCP issue)"
+const tcpLater = "not in nvmeperf's NVMe/TCP host (plain TCP through Go's sockets)"
 
 // spdkOptions is spdk_nvme_perf's option list (app/spdk_nvme_perf/perf.c, usage() and
 // g_perf_cmdline_opts), in usage() order.
@@ -67,7 +68,7 @@ var spdkOptions = []spdkOption{
 	{"t", "time", "SEC", implemented, "seconds to measure (fractions accepted)"},
 	{"a", "warmup-time", "SEC", implemented, "warm-up seconds, discarded"},
 	{"c", "core-mask", "MASK", implemented, "hex mask or [list] of cores"},
-	{"r", "transport", "TRID", implemented, "transport ID: trtype PCIe and sim; TCP, RDMA and vfio-user are parsed and then fail with \"not supported yet\""},
+	{"r", "transport", "TRID", implemented, "transport ID: trtype PCIe, TCP and sim; RDMA and vfio-user are parsed and then fail with \"not supported yet\""},
 	{"", "use-every-core", "", implemented, "every core drives every namespace"},
 	{"", "io-queue-size", "N", implemented, "I/O queue entries (clamped to MQES+1)"},
 	{"O", "io-unit-size", "BYTES", otherBranch, "split each I/O into io-unit-size commands"},
@@ -106,9 +107,9 @@ var spdkOptions = []spdkOption{
 	{"", "zerocopy-threshold-sock-impl", "IMPL", notApplicable, "MSG_ZEROCOPY for NVMe/TCP sockets; " + tcpLater},
 	{"z", "disable-zcopy", "IMPL", notApplicable, "zero-copy send for NVMe/TCP sockets; " + tcpLater},
 	{"Z", "enable-zcopy", "IMPL", notApplicable, "zero-copy send for NVMe/TCP sockets; " + tcpLater},
-	{"k", "keepalive", "MS", notApplicable, "keep alive for NVMe-oF controllers; " + tcpLater + "; PCIe and sim controllers need none"},
-	{"H", "enable-tcp-hdgst", "", notApplicable, "NVMe/TCP header digest; " + tcpLater},
-	{"I", "enable-tcp-ddgst", "", notApplicable, "NVMe/TCP data digest; " + tcpLater},
+	{"k", "keepalive", "MS", implemented, "keep alive timeout of NVMe/TCP controllers in ms (default 10000, as SPDK; 0 disables it); Keep Alive goes every half of it; PCIe and sim controllers need none"},
+	{"H", "enable-tcp-hdgst", "", implemented, "NVMe/TCP header digest (CRC32C) on every connection"},
+	{"I", "enable-tcp-ddgst", "", implemented, "NVMe/TCP data digest (CRC32C) on every connection"},
 	{"", "transport-tos", "N", refused, "RDMA-only option: nvmeperf has no RDMA transport; use a local PCIe controller or trtype:sim"},
 	{"", "rdma-srq-size", "N", refused, "RDMA-only option: nvmeperf has no RDMA transport; use a local PCIe controller or trtype:sim"},
 	{"", "log-level", "LEVEL", notApplicable, "SPDK log levels; nvmeperf prints notices on stderr (--quiet silences them)"},
@@ -128,6 +129,9 @@ type compatOpts struct {
 	unusedQPairs   int
 	cpuUsage       bool
 	noShutdown     bool
+	keepAliveMS    int
+	headerDigest   bool
+	dataDigest     bool
 	transportStats bool
 	allowedPCI     []string
 	everyCore      bool
@@ -160,6 +164,9 @@ func (a *app) registerCompatFlags(f *pflag.FlagSet) {
 	f.IntVarP(&c.unusedQPairs, "num-unused-qpairs", "U", 0, "extra I/O queue pairs to create per controller and leave unused")
 	f.BoolVarP(&c.cpuUsage, "cpu-usage", "m", false, "show how busy the used cores are (live on a terminal, and a summary on stderr)")
 	f.BoolVarP(&c.noShutdown, "no-shst-notification", "N", false, "detach controllers without a shutdown notification (CC.EN=0 instead of CC.SHN)")
+	f.IntVarP(&c.keepAliveMS, "keepalive", "k", 10000, "keep alive timeout of NVMe/TCP controllers in ms (0: none)")
+	f.BoolVarP(&c.headerDigest, "enable-tcp-hdgst", "H", false, "NVMe/TCP header digests")
+	f.BoolVarP(&c.dataDigest, "enable-tcp-ddgst", "I", false, "NVMe/TCP data digests")
 	f.BoolVar(&c.transportStats, "transport-stats", false, "print per-core, per-namespace queue counters (polls, idle polls, doorbells) after the run")
 	f.StringArrayVarP(&c.allowedPCI, "allowed-pci-addr", "b", nil, "use only this local PCIe controller (repeatable), e.g. -b 0000:d8:00.0")
 	f.BoolVar(&c.everyCore, "use-every-core", false, "every core drives every namespace (default: namespaces are spread over cores)")
@@ -394,6 +401,9 @@ func (a *app) compatBefore() error {
 	if o.set("num-unused-qpairs") && (c.unusedQPairs < 0 || c.unusedQPairs > 1024) {
 		return usagef("-U %d: unused queue pairs per controller must be 0..1024", c.unusedQPairs)
 	}
+	if c.keepAliveMS < 0 || c.keepAliveMS > 3600000 {
+		return usagef("-k %d: keep alive timeout in ms must be 0 (none) to 3600000", c.keepAliveMS)
+	}
 	if o.set(flagNumIOsPercent) {
 		if o.set("number-ios") {
 			return usagef("-d given both as a count and as a percent: pick one")
@@ -449,9 +459,11 @@ func (a *app) pciAllowed(addr string) bool {
 	return false
 }
 
-// compatDriverOptions applies -N to controller bring-up.
+// compatDriverOptions applies -N, -k, -H and -I to controller bring-up.
 func (a *app) compatDriverOptions(o *driver.Options) {
 	o.NVMe.NoShutdownNotification = a.compat.noShutdown
+	o.NVMe.KeepAlive = time.Duration(a.compat.keepAliveMS) * time.Millisecond
+	o.TCPDigests.Header, o.TCPDigests.Data = a.compat.headerDigest, a.compat.dataDigest
 }
 
 // openUnusedQPairs creates -U queue pairs on a controller; they stay idle and are

@@ -185,6 +185,17 @@ func writeTransportStats(w io.Writer, res workload.Result) {
 		s := j.Transport
 		fmt.Fprintf(w, "\n====================\n")
 		fmt.Fprintf(w, "lcore %d, ns %s statistics:\n", max(0, j.Core), j.Target.Name)
+		if j.Target.Transport == "TCP" {
+			// SPDK's TCP layout; a socket completion is a poll that reaped completions.
+			fmt.Fprintf(w, "TCP transport:\n")
+			fmt.Fprintf(w, "\tpolls:              %d\n", s.Polls)
+			fmt.Fprintf(w, "\tidle_polls:         %d\n", s.IdlePolls)
+			fmt.Fprintf(w, "\tsock_completions:   %d\n", s.CQDoorbells)
+			fmt.Fprintf(w, "\tnvme_completions:   %d\n", s.Completions)
+			fmt.Fprintf(w, "\tsubmitted_requests: %d\n", s.Submitted)
+			fmt.Fprintf(w, "\tqueued_requests:    %d\n", s.Queued)
+			continue
+		}
 		fmt.Fprintf(w, "PCIE transport:\n")
 		fmt.Fprintf(w, "\tpolls:               %d\n", s.Polls)
 		fmt.Fprintf(w, "\tidle_polls:          %d\n", s.IdlePolls)

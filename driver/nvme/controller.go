@@ -33,6 +33,9 @@ type Options struct {
 	// NoShutdownNotification makes Detach disable the controller (CC.EN=0) instead of
 	// a normal shutdown notification (CC.SHN), as spdk_nvme_perf -N does.
 	NoShutdownNotification bool
+	// KeepAlive is the keep alive timeout of a fabrics controller (Connect KATO); Keep
+	// Alive commands go every half of it. 0 disables keep alive. PCIe ignores it.
+	KeepAlive time.Duration
 	// Quiescer stops the transport's DMA (PCIe: bus mastering off) during teardown after
 	// a failure. nil means the Registers or the Allocator passed to Attach, if either
 	// implements bus.Quiescer.
@@ -73,6 +76,10 @@ type Controller struct {
 	dma      bus.Allocator
 	quiescer bus.Quiescer // the transport's DMA stop (bus mastering), if it has one
 	opts     Options
+	// fabric is the message-based transport (NVMe over Fabrics), nil for PCIe and sim;
+	// regs is then Property Get/Set on the admin queue (fabric.go).
+	fabric                       Fabric
+	keepAliveStop, keepAliveDone chan struct{}
 
 	cap         spec.CAP
 	pageSize    int // memory page size in bytes (CC.MPS)
@@ -186,18 +193,7 @@ func (c *Controller) enable() error {
 			uint64(4096)<<c.cap.MPSMIN(), 4<<maxMPSMIN, c.cap)
 	}
 	c.pageSize = bus.PageSize << c.cap.MPSMIN()
-	// Disable first. A controller with EN=1 but RDY=0 is still coming up: wait for it
-	// before disabling, as the spec requires.
-	cc := spec.CC(c.regs.Read32(spec.RegCC))
-	if cc.EN() {
-		if csts := spec.CSTS(c.regs.Read32(spec.RegCSTS)); !csts.RDY() && !csts.CFS() {
-			if err := c.waitReady(true, "waiting for the controller to finish enabling before reset"); err != nil {
-				return err
-			}
-		}
-		c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
-	}
-	if err := c.waitReadyOff(); err != nil {
+	if err := c.disableFirst(); err != nil {
 		return err
 	}
 
@@ -222,6 +218,21 @@ func (c *Controller) enable() error {
 	bus.Write64(c.regs, spec.RegACQ, admin.cqMem.Addr)
 	c.regs.Write32(spec.RegCC, uint32(spec.MakeCC(true, 0, c.cap.MPSMIN(), spec.CCShutdownNone, spec.SQESizeLog, spec.CQESizeLog)))
 	return c.waitReady(true, "enabling controller")
+}
+
+// disableFirst disables the controller before its bring-up. A controller with EN=1 but
+// RDY=0 is still coming up: wait for it before disabling, as the spec requires.
+func (c *Controller) disableFirst() error {
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	if cc.EN() {
+		if csts := spec.CSTS(c.regs.Read32(spec.RegCSTS)); !csts.RDY() && !csts.CFS() {
+			if err := c.waitReady(true, "waiting for the controller to finish enabling before reset"); err != nil {
+				return err
+			}
+		}
+		c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+	}
+	return c.waitReadyOff()
 }
 
 func (c *Controller) waitReadyOff() error {
@@ -252,6 +263,9 @@ func (c *Controller) identify() error {
 	}
 	if mt := c.ident.MaxTransferBytes(4096 << c.cap.MPSMIN()); mt > 0 {
 		c.maxTransfer = int(min(mt, 1<<30))
+	}
+	if c.IsDiscovery() {
+		return nil // no I/O queues, no namespaces: only the discovery log
 	}
 	// Number of queues: ask, and take what is granted.
 	want := uint16(c.opts.IOQueues)
@@ -377,6 +391,11 @@ func (c *Controller) adminWait(cmd *spec.Command, data bus.Buffer) (spec.Complet
 func (c *Controller) checkAlive() error {
 	if err := c.Err(); err != nil {
 		return err
+	}
+	if c.fabric != nil {
+		// A Property Get would queue behind the admin command being waited for; a
+		// fabric's failures show as connection errors and keep alive failures.
+		return nil
 	}
 	var csts spec.CSTS
 	if err := safeRead(func() { csts = spec.CSTS(c.regs.Read32(spec.RegCSTS)) }); err != nil {
@@ -518,6 +537,12 @@ func (c *Controller) NewIOQPair(opts QPairOptions) (*QPair, error) {
 		release()
 		return nil, err
 	}
+	if c.fabric != nil { // connected by newQPair: no queues to create
+		c.qidMu.Lock()
+		c.open[q] = struct{}{}
+		c.qidMu.Unlock()
+		return q, nil
+	}
 	create := spec.Command{
 		CDW10: uint32(qid) | (q.size-1)<<16,
 		CDW11: spec.QueuePhysicallyContiguous,
@@ -569,7 +594,7 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 	c.qidMu.Unlock()
 	var err error
 	deleted := false
-	if c.Err() == nil {
+	if c.Err() == nil && c.fabric == nil {
 		if e := c.deleteQueue(spec.AdminDeleteIOSQ, q.id); e != nil {
 			err = fmt.Errorf("nvme: deleting I/O SQ %d: %w", q.id, e)
 		} else if e := c.deleteQueue(spec.AdminDeleteIOCQ, q.id); e != nil {
@@ -601,6 +626,7 @@ func (c *Controller) Detach() error {
 		return nil
 	}
 	c.detached = true
+	c.stopKeepAlive()
 	open := make([]*QPair, 0, len(c.open))
 	for q := range c.open {
 		open = append(open, q)
@@ -626,6 +652,9 @@ func (c *Controller) Detach() error {
 		}
 	}
 	errs = append(errs, c.teardown(shutDown))
+	if c.fabric != nil {
+		errs = append(errs, c.fabric.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -635,7 +664,9 @@ func (c *Controller) Detach() error {
 // because neither worked, is not freed (the transport frees it when it closes).
 func (c *Controller) teardown(shutDown bool) error {
 	var err error
-	if shutDown {
+	if shutDown || c.fabric != nil {
+		// A fabric controller reaches no host memory: closing its admin connection
+		// ends the association.
 		c.markSafe()
 	} else if c.admin != nil || c.pendingDMA() {
 		err = c.quiesce()

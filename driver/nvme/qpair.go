@@ -97,6 +97,11 @@ type QPair struct {
 
 	failed error
 	stats  QPairStats
+
+	// fabric carries the queue pair on a message-based transport (fabric.go); nil for
+	// the memory rings above.
+	fabric    FabricQueue
+	completer fabricCompleter
 }
 
 // QPairStats counts what a queue pair did; handy to show batching at work.
@@ -116,8 +121,8 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	if entries == 0 {
 		entries = 256
 	}
-	if max := int(c.cap.MQES()) + 1; entries > max {
-		entries = max
+	if max := int(c.cap.MQES()) + 1; entries > max && (c.fabric == nil || id != 0) {
+		entries = max // a fabric's admin queue connects before CAP can be read
 	}
 	if entries < 2 {
 		return nil, fmt.Errorf("nvme: queue of %d entries is too small (need at least 2)", entries)
@@ -143,6 +148,12 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	}
 	if q.doorbell == target.DoorbellEveryN && q.doorbellN <= 0 {
 		return nil, fmt.Errorf("nvme: doorbell every N needs N ≥ 1, got %d", q.doorbellN)
+	}
+	if c.fabric != nil {
+		if err := q.connectFabric(nreq); err != nil {
+			return nil, err
+		}
+		return q, nil
 	}
 	// Queues and PRP list pages start on a controller memory page boundary.
 	var err error
@@ -193,6 +204,10 @@ func (q *QPair) alloc(size int) (bus.Buffer, error) {
 // freeMemory releases the queue pair's DMA memory, or hands it to the controller to
 // free once it is disabled when the controller may still reach it (see freeDMA).
 func (q *QPair) freeMemory(deviceMayUse bool) {
+	if q.fabric != nil {
+		_ = q.fabric.Close() // outstanding commands are abandoned with the connection
+		q.fabric = nil
+	}
 	for _, b := range q.raw {
 		q.ctrl.freeDMA(b, deviceMayUse)
 	}
@@ -247,6 +262,17 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 		r.cid = idx
 	}
 	r.cmd.SetCID(r.cid)
+	if q.fabric != nil {
+		if err := q.fabric.Submit(&r.cmd, data.Bytes); err != nil {
+			return err
+		}
+		q.free = q.free[:n-1]
+		r.cb, r.arg, r.active, r.placed = cb, arg, true, true
+		q.active++
+		q.sinceRing++ // sent by the next Poll
+		q.stats.Submitted++
+		return nil
+	}
 	if err := buildPRPs(&r.cmd, data, r.prp, q.ctrl.pageSize); err != nil {
 		return err
 	}
@@ -338,6 +364,9 @@ func (q *QPair) Poll() (n int, err error) {
 }
 
 func (q *QPair) poll() (n int, err error) {
+	if q.fabric != nil {
+		return q.pollFabric()
+	}
 	for q.maxCompletions == 0 || n < q.maxCompletions {
 		cpl := &q.cq[q.cqHead]
 		// The phase tag shares the last dword with the status. It is read first, with

@@ -37,6 +37,17 @@ func (r *Reader) SetDigests(d Digests) { r.digests = d }
 // SetMaxData changes the largest data part accepted.
 func (r *Reader) SetMaxData(n int) { r.maxData = n }
 
+// Buffered is how many bytes are read from the stream and not yet consumed.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// Fill reads from the stream into the buffer (one read of the underlying reader when
+// the buffer is empty) without consuming anything: a host polls with it, its stream
+// answering "would block" when the socket has nothing.
+func (r *Reader) Fill() error {
+	_, err := r.br.Peek(1)
+	return err
+}
+
 // Header is the last header Next returned.
 func (r *Reader) Header() *Header { return &r.h }
 
