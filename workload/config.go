@@ -101,6 +101,10 @@ type Config struct {
 	// hosts waits there for its start instant or barrier. An error ends the run with no
 	// I/O done.
 	StartGate func(ctx context.Context) error
+	// MeasureAt, when set, is the instant measurement begins (runs across hosts start
+	// together): warm-up runs from the clock's start until then, whatever Warmup says.
+	// A run whose clock starts at or after it fails with no I/O measured.
+	MeasureAt time.Time
 }
 
 // Progress is a snapshot of a running workload.

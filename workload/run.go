@@ -140,7 +140,7 @@ func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
 		return Result{Err: err}
 	}
 	rs := &runState{epoch: time.Now(), warmupEnd: int64(cfg.Warmup)}
-	if cfg.Warmup == 0 {
+	if cfg.Warmup == 0 && cfg.MeasureAt.IsZero() {
 		rs.beginMeasure(0)
 	}
 	workers := newWorkers(targets, infos, &cfg, rs)
@@ -168,18 +168,30 @@ func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
 		return Result{Err: errors.Join(setupErrs...)}
 	}
 
+	var gateErr error
 	if cfg.StartGate != nil {
-		if err := cfg.StartGate(ctx); err != nil {
-			abort.Store(true)
-			close(start)
-			wg.Wait()
-			return Result{Err: err, Interrupted: ctx.Err() != nil}
+		gateErr = cfg.StartGate(ctx)
+	}
+	rs.epoch = time.Now() // workers read it only after start is closed
+	if gateErr == nil && !cfg.MeasureAt.IsZero() {
+		// Measurement starts at the instant by the host's clock, whenever this process
+		// got the CPU back: warm-up runs until then.
+		ahead := cfg.MeasureAt.Sub(rs.epoch)
+		if ahead <= 0 {
+			gateErr = fmt.Errorf("workload: ready at %s, %v after the instant measurement was to start (%s)",
+				rs.epoch.UTC().Format(time.RFC3339Nano), -ahead.Round(time.Microsecond), cfg.MeasureAt.UTC().Format(time.RFC3339Nano))
 		}
+		rs.warmupEnd = int64(ahead)
+	}
+	if gateErr != nil {
+		abort.Store(true)
+		close(start)
+		wg.Wait()
+		return Result{Err: gateErr, Interrupted: ctx.Err() != nil}
 	}
 
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
-	rs.epoch = time.Now() // workers read it only after start is closed
 	close(start)
 
 	var collector sync.WaitGroup
@@ -203,9 +215,9 @@ func Run(ctx context.Context, targets []target.Target, cfg Config) Result {
 // ctx ended the run early.
 func coordinate(ctx context.Context, rs *runState, cfg *Config, allDone <-chan struct{}) (interrupted bool) {
 	var phaseTimer *time.Timer
-	warming := cfg.Warmup > 0
+	warming := !rs.measureSet.Load()
 	if warming {
-		phaseTimer = time.NewTimer(cfg.Warmup)
+		phaseTimer = time.NewTimer(time.Duration(rs.warmupEnd))
 	} else if cfg.Duration > 0 {
 		phaseTimer = time.NewTimer(cfg.Duration)
 	}

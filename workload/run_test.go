@@ -804,3 +804,26 @@ func TestBeginMeasureOnce(t *testing.T) {
 		t.Fatalf("measure start %d, phase %d: a later call moved it", rs.measureStart.Load(), rs.phase.Load())
 	}
 }
+
+// With MeasureAt, measurement begins at that instant, not before it, and a run whose
+// clock starts after it measures nothing and says it was late.
+func TestMeasureAt(t *testing.T) {
+	ft := newFakeTarget("f", 1<<20, 512)
+	at := time.Now().Add(300 * time.Millisecond)
+	res := run(t, Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, Duration: 200 * time.Millisecond, MeasureAt: at}, ft)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res.Start.Before(at) {
+		t.Errorf("measurement started at %v, before MeasureAt %v", res.Start, at)
+	}
+	if reads, _, _ := totals(res); reads == 0 || uint64(reads) >= ft.completed.Load() {
+		t.Errorf("%d measured reads of %d completed: no warm-up before the instant", reads, ft.completed.Load())
+	}
+
+	ft = newFakeTarget("g", 1<<20, 512)
+	res = run(t, Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, Duration: time.Second, MeasureAt: time.Now().Add(-time.Second)}, ft)
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "after the instant") || ft.submitted.Load() != 0 {
+		t.Errorf("past MeasureAt: err %v, %d I/Os submitted", res.Err, ft.submitted.Load())
+	}
+}

@@ -12,6 +12,10 @@ import (
 	"github.com/nvmeperf/nvmeperf/report"
 )
 
+// startLead is how long before --start-at workers start polling when no warm-up was
+// asked for; I/O in it is not measured.
+const startLead = 20 * time.Millisecond
+
 // clusterOpts are the flags of runs across hosts (docs/distributed.md).
 type clusterOpts struct {
 	rank, worldSize int
@@ -66,8 +70,11 @@ func (a *app) clusterBefore(p *plan) error {
 		if err != nil {
 			return usagef("%v", err)
 		}
-		// Warm-up ends exactly at the instant, so measurement starts there.
-		warmupAt := at.Add(-p.cfg.Warmup)
+		// Measurement starts at the instant by this host's clock (the workload's
+		// MeasureAt), whenever this process gets the CPU: warm-up runs up to it, and
+		// without -a a short lead stands in so the workers are polling when it comes.
+		p.cfg.MeasureAt = at
+		warmupAt := at.Add(-max(p.cfg.Warmup, startLead))
 		p.cfg.StartGate = func(ctx context.Context) error {
 			if err := cluster.WaitUntil(ctx, warmupAt); err != nil {
 				return fmt.Errorf("rank %d: %w", id.Rank, err)
