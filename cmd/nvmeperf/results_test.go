@@ -24,6 +24,10 @@ import (
 // and latencies long enough that scheduling hiccups do not hide the shape.
 const slowNAND = "trtype:sim model:nand channels:1 dies:2 readlat:5ms nssize:64m"
 
+// shapeNAND is slower still, so that on a loaded 2-core machine the scheduling delays
+// of a few milliseconds stay small against one read (20 ms; two dies: 100 IOPS).
+const shapeNAND = "trtype:sim model:nand channels:1 dies:2 readlat:20ms nssize:64m"
+
 func loadOut(t *testing.T, r e2eRun) *report.Loaded {
 	t.Helper()
 	l, err := report.Load(strings.NewReader(r.stdout))
@@ -46,7 +50,7 @@ func TestE2ESweepNANDShape(t *testing.T) {
 	dir := t.TempDir()
 	csvPath, plotDir := filepath.Join(dir, "sweep.csv"), filepath.Join(dir, "plots")
 	r := runBinary(t, "sweep", "-q", "1,4,64", "-o", "4k", "-w", "randread", "-t", "2", "-a", "0.5",
-		"-r", slowNAND, "--output-format", "json", "--csv", csvPath, "--plot", plotDir)
+		"-r", shapeNAND, "--output-format", "json", "--csv", csvPath, "--plot", plotDir)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -67,16 +71,18 @@ func TestE2ESweepNANDShape(t *testing.T) {
 		iops[i], p99[i] = m["iops"], m["p99"]
 	}
 	t.Logf("IOPS %v, p99 %v ns", iops, p99)
-	const capIOPS = 400
-	// IOPS rises with depth (q=4 keeps both dies busy, q=1 at most one: ideally 400 vs
-	// 200; a scheduling stall can cost a 2 s point a third)...
+	const capIOPS = 100
+	// IOPS rises with depth (q=4 keeps both dies busy, q=1 at most one: ideally 100 vs
+	// 50; a scheduling stall can cost a 2 s point a third)...
 	if iops[1] < 1.2*iops[0] || iops[2] < 1.5*iops[0] {
 		t.Errorf("IOPS does not rise with depth: q=1 %.0f, q=4 %.0f, q=64 %.0f", iops[0], iops[1], iops[2])
 	}
 	// ...and saturates: 16 times the depth gives far less than 16 times the IOPS, and never
 	// more than the dies can serve.
-	if iops[2] > 4*iops[1] || iops[2] > 1.25*capIOPS {
-		t.Errorf("IOPS at q=64 (%.0f) did not saturate (q=4: %.0f, device limit %d)", iops[2], iops[1], capIOPS)
+	// The I/Os in flight at the stop complete in the drain and are counted, as in
+	// spdk_nvme_perf (docs/workload.md): up to 64 more over the 2 s.
+	if limit := 1.25*capIOPS + 64/2.0; iops[2] > 4*iops[1] || iops[2] > limit {
+		t.Errorf("IOPS at q=64 (%.0f) did not saturate (q=4: %.0f, device limit %d, with the drain %.0f)", iops[2], iops[1], capIOPS, limit)
 	}
 	// Past saturation the extra depth only queues: p99 rises (Little's law: ×16 ideally).
 	if p99[2] < 1.5*p99[1] {
@@ -197,10 +203,11 @@ func TestE2ECompareExitCodes(t *testing.T) {
 	// At q=16 the device is saturated: IOPS is set by the dies, not by the CPU. Still, on
 	// a shared 2-core machine one stall of the simulator's thread (hundreds of ms) can
 	// cost a short run a third of its I/Os and decides its latency tail. So each side is
-	// repeated 4 times and compare's Mann-Whitney U test tells a stall in one repetition
-	// (not significant) from a device 3× slower in all of them (p = 0.03); the IOPS
+	// repeated 6 times and compare's Mann-Whitney U test tells a stall in one repetition
+	// (not significant) from a device 3× slower in all of them (p = 0.002, and still
+	// below 0.01 when one stalled base repetition falls among the slow ones); the IOPS
 	// threshold is loose and the p99 one off.
-	run := []string{"-q", "16", "-o", "4k", "-w", "randread", "-t", "1", "--repeat", "4", "-r"}
+	run := []string{"-q", "16", "-o", "4k", "-w", "randread", "-t", "1", "--repeat", "6", "-r"}
 	th := "--threshold=iops=-25%,mibps=-25%,p99=off"
 	saveRun(t, p("base.json"), append(run, slowNAND)...)
 	saveRun(t, p("same.json"), append(run, slowNAND)...)
