@@ -37,6 +37,8 @@ type Options struct {
 	// a failure. nil means the Registers or the Allocator passed to Attach, if either
 	// implements bus.Quiescer.
 	Quiescer bus.Quiescer
+	// Recovery sets command timeouts (recovery.go, timeout.go).
+	Recovery RecoveryOptions
 }
 
 func (o *Options) defaults() {
@@ -100,6 +102,8 @@ type Controller struct {
 	dmaMu    sync.Mutex
 	deferred []bus.Buffer
 	safe     bool
+
+	rec recoveryLog // timeouts, aborts (recovery.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin

@@ -51,6 +51,8 @@ type request struct {
 	cid    uint16     // index | generation<<QPair.cidShift
 	active bool       // submitted, not completed
 	placed bool       // in the SQ (not in the software queue), not completed
+
+	tick, abortTick uint32 // timeout.go: submission tick; tick of its Abort, 0 = none
 }
 
 // healthCheckInterval is how long a queue pair with commands outstanding waits for a
@@ -97,6 +99,8 @@ type QPair struct {
 
 	failed error
 	stats  QPairStats
+
+	tmo timeoutState // timeout.go
 }
 
 // QPairStats counts what a queue pair did; handy to show batching at work.
@@ -178,6 +182,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	if m, ok := c.regs.(*bus.MMIO); ok {
 		q.sqDB, q.cqDB = m.Reg32(q.sqDBOff), m.Reg32(q.cqDBOff)
 	}
+	q.initTimeout() // timeout.go
 	return q, nil
 }
 
@@ -252,6 +257,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	q.free = q.free[:n-1]
 	r.cb, r.arg, r.active = cb, arg, true
+	r.tick, r.abortTick = q.tmo.tick, 0 // timeout.go
 	q.stats.Submitted++
 	if q.swqCount > 0 || !q.roomInSQ() {
 		q.swq[(q.swqHead+q.swqCount)%len(q.swq)] = idx
@@ -401,6 +407,11 @@ func (q *QPair) poll() (n int, err error) {
 					return 0, q.fail(err)
 				}
 			}
+		}
+	}
+	if q.tmo.limit > 0 { // timeout.go
+		if err := q.timeoutPoll(); err != nil {
+			return n, err
 		}
 	}
 	if q.sqTail != q.lastRungTail {

@@ -90,7 +90,7 @@ func (c *Controller) admin(sq *submissionQueue, cmd *spec.Command) {
 	case spec.AdminGetLogPage:
 		st = c.getLogPage(cmd)
 	case spec.AdminAbort:
-		dw0 = 1 // bit 0: command not aborted
+		dw0 = c.abort(cmd) // recovery.go
 	case spec.AdminKeepAlive:
 	case spec.AdminAsyncEventRequest:
 		if c.aers >= asyncEventMax {
@@ -203,6 +203,7 @@ func (c *Controller) deleteSQ(cmd *spec.Command) spec.Status {
 	c.timers.removeSQ(sq, func(p pending) {
 		c.post(sq, p.cid, generic(spec.SCAbortedSQDeletion), 0)
 	})
+	c.releaseHeld(sq, true)
 	sq.cq.sqs--
 	sq.pin.Add(-1)
 	c.sqs[qid] = nil
