@@ -1,0 +1,37 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// A command the device swallows is aborted after --io-timeout; with -Q the run ends
+// normally with that one error counted.
+func TestE2EHungCommandIsAborted(t *testing.T) {
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "2", "-Q", "--io-timeout", "300ms",
+		"-r", sim("nssize:16m failnth:100 failstatus:hang"), "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	if d.Total.All.Errors != 1 || d.Total.All.IOs == 0 {
+		t.Errorf("errors %d, ios %d: want the one aborted command and I/O around it", d.Total.All.Errors, d.Total.All.IOs)
+	}
+	if !strings.Contains(r.stderr, "command abort requested") || !strings.Contains(r.stderr, "1 timeout") {
+		t.Errorf("stderr does not tell of the abort:\n%s", r.stderr)
+	}
+	if r.wall > 25*time.Second {
+		t.Errorf("run took %v", r.wall)
+	}
+}
+
+// Bad timeout values are usage errors naming the flag and the value.
+func TestE2ETimeoutFlagsAreChecked(t *testing.T) {
+	for _, args := range [][]string{{"--io-timeout", "0"}, {"--io-timeout", "5"}, {"--admin-timeout", "2h"}} {
+		r := runBinary(t, append([]string{"-q", "1", "-o", "4k", "-w", "read", "-t", "1", "-r", sim("nssize:16m")}, args...)...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, args[0]+" "+args[1]) {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error naming the flag and value", args, r.code, r.stderr)
+		}
+	}
+}
