@@ -103,7 +103,7 @@ type Controller struct {
 	deferred []bus.Buffer
 	safe     bool
 
-	rec recoveryLog // timeouts, aborts (recovery.go)
+	rec recoveryState // timeouts, aborts, resets (recovery.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
@@ -385,6 +385,9 @@ func (c *Controller) checkAlive() error {
 	var csts spec.CSTS
 	if err := safeRead(func() { csts = spec.CSTS(c.regs.Read32(spec.RegCSTS)) }); err != nil {
 		return c.markFailed(err) // already ErrFailed: wrapping again would say it twice
+	}
+	if c.rec.resetting.Load() {
+		return nil // recovery.go: a reset is under way; what CSTS says now is its doing
 	}
 	switch {
 	case csts == 0xFFFFFFFF:

@@ -100,7 +100,8 @@ type QPair struct {
 	failed error
 	stats  QPairStats
 
-	tmo timeoutState // timeout.go
+	tmo timeoutState   // timeout.go
+	rcv reconnectState // recovery.go
 }
 
 // QPairStats counts what a queue pair did; handy to show batching at work.
@@ -182,7 +183,8 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	if m, ok := c.regs.(*bus.MMIO); ok {
 		q.sqDB, q.cqDB = m.Reg32(q.sqDBOff), m.Reg32(q.cqDBOff)
 	}
-	q.initTimeout() // timeout.go
+	q.initTimeout()  // timeout.go
+	q.initRecovery() // recovery.go
 	return q, nil
 }
 
@@ -331,6 +333,14 @@ func (q *QPair) afterPlace() error {
 // with an aborted status. A register access that faults (a removed device) fails the
 // queue pair instead of killing the process.
 func (q *QPair) Poll() (n int, err error) {
+	if q.rcv.on { // recovery.go
+		return q.pollRecovering()
+	}
+	return q.pollGuarded()
+}
+
+// pollGuarded is Poll with register faults turned into a failure.
+func (q *QPair) pollGuarded() (n int, err error) {
 	if q.failed != nil {
 		return 0, q.failed
 	}

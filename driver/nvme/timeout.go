@@ -64,6 +64,9 @@ func (q *QPair) timeoutPoll() error {
 // the controller said it did not abort the command, or the command still did not
 // complete within another timeout after a successful Abort.
 func (q *QPair) scanTimeouts() error {
+	if q.rcv.on && (q.ctrl.rec.resetting.Load() || q.rcv.gen != q.ctrl.rec.gen.Load()) {
+		return nil // a reset took the commands; reconnect completes them
+	}
 	for i := range q.reqs {
 		r := &q.reqs[i]
 		if !r.placed {
@@ -84,6 +87,9 @@ func (q *QPair) scanTimeouts() error {
 		q.ctrl.rec.note(Event{Kind: EventTimeout, QID: q.id, CID: r.cid,
 			Detail: fmt.Sprintf("%s outstanding longer than %v", q.commandName(r), q.tmo.limit)})
 		aborted, err := q.ctrl.abortCommand(q.id, r.cid)
+		if q.rcv.on && q.rcv.gen != q.ctrl.rec.gen.Load() {
+			return nil // the controller was reset meanwhile: the Abort's answer means nothing
+		}
 		if err != nil {
 			return q.escalate(fmt.Errorf("nvme: %w: %s (CID %d) on queue %d timed out after %v and the Abort failed: %w",
 				ErrTimeout, q.commandName(r), r.cid, q.id, q.tmo.limit, err))
