@@ -14,10 +14,12 @@ import (
 	"github.com/nvmeperf/nvmeperf/workload"
 )
 
-// recoveryOpts are the command timeout flags (docs/recovery.md).
+// recoveryOpts are the command timeout and controller recovery flags (docs/recovery.md).
 type recoveryOpts struct {
 	ioTimeout, adminTimeout string
 	io, admin               time.Duration
+	recover                 bool
+	maxResets               int
 }
 
 // Bounds of the timeout flags: below a millisecond the coarse timeout clock cannot
@@ -30,6 +32,8 @@ const (
 func (a *app) registerRecoveryFlags(f *pflag.FlagSet) {
 	f.StringVar(&a.recovery.ioTimeout, "io-timeout", "", "userspace NVMe: abort an I/O command outstanding longer than this (e.g. 5s); the controller fails if the abort does not work; default no timeout")
 	f.StringVar(&a.recovery.adminTimeout, "admin-timeout", "", "userspace NVMe: how long an admin command may take before the controller is taken as failed (default 10s)")
+	f.BoolVar(&a.recovery.recover, "recover", false, "userspace NVMe: reset a failed controller and go on (I/O outstanding then fails and is counted; needs -Q)")
+	f.IntVar(&a.recovery.maxResets, "max-resets", nvme.DefaultMaxResets, "with --recover: resets of one controller before it counts as failed for good")
 }
 
 // recoveryBefore checks the timeout flags before anything is opened.
@@ -48,13 +52,26 @@ func (a *app) recoveryBefore() error {
 	if a.recovery.io, err = parse("io-timeout", a.recovery.ioTimeout); err != nil {
 		return err
 	}
-	a.recovery.admin, err = parse("admin-timeout", a.recovery.adminTimeout)
-	return err
+	if a.recovery.admin, err = parse("admin-timeout", a.recovery.adminTimeout); err != nil {
+		return err
+	}
+	if a.recovery.maxResets < 1 || a.recovery.maxResets > 1000 {
+		return usagef("--max-resets %d: want 1 to 1000", a.recovery.maxResets)
+	}
+	if a.opts.set("max-resets") && !a.recovery.recover {
+		return usagef("--max-resets %d: only means something with --recover", a.recovery.maxResets)
+	}
+	if a.recovery.recover && !a.opts.continueOnErr {
+		return usagef("--recover needs -Q (--continue-on-error): the I/O outstanding when a controller fails completes with errors, which would otherwise end the run")
+	}
+	return nil
 }
 
 // recoveryDriverOptions applies the timeouts to controller bring-up.
 func (a *app) recoveryDriverOptions(o *driver.Options) {
 	o.NVMe.Recovery.IOTimeout = a.recovery.io
+	o.NVMe.Recovery.Recover = a.recovery.recover
+	o.NVMe.Recovery.MaxResets = a.recovery.maxResets
 	if a.recovery.admin > 0 {
 		o.NVMe.AdminTimeout = a.recovery.admin
 	}
@@ -95,6 +112,9 @@ func (a *app) recoveryNotices(targets []target.Target) {
 			if n := c.EventCount(k); n > 0 {
 				counts[string(k)] = n
 			}
+		}
+		if n := c.Resets(); n > 0 {
+			counts["reset"] = n
 		}
 		if len(counts) == 0 {
 			continue

@@ -35,3 +35,26 @@ func TestE2ETimeoutFlagsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// A controller that fails during warm-up is reset with --recover; the measured phase
+// after it does I/O and sees no error.
+func TestE2ERecoverAfterFatalStatus(t *testing.T) {
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-a", "2", "-t", "1", "-Q", "--recover",
+		"-r", sim("nssize:16m fatalafter:300ms"), "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	if d.Status != "ok" || d.Total.All.IOs == 0 || d.Total.All.Errors != 0 {
+		t.Errorf("status %q, ios %d, errors %d: want I/O after the reset and no error in the measured phase",
+			d.Status, d.Total.All.IOs, d.Total.All.Errors)
+	}
+	if !strings.Contains(r.stderr, "1 reset") {
+		t.Errorf("stderr does not tell of the reset:\n%s", r.stderr)
+	}
+	// --recover without -Q is refused before anything runs.
+	r = runBinary(t, "-q", "1", "-o", "4k", "-w", "read", "-t", "1", "--recover", "-r", sim("nssize:16m"))
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--recover needs -Q") {
+		t.Errorf("--recover without -Q: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
