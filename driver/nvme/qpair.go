@@ -53,6 +53,7 @@ type request struct {
 	placed bool       // in the SQ (not in the software queue), not completed
 
 	tick, abortTick uint32 // timeout.go: submission tick; tick of its Abort, 0 = none
+	retries         uint8  // retry.go: times this command was resubmitted
 }
 
 // healthCheckInterval is how long a queue pair with commands outstanding waits for a
@@ -100,8 +101,9 @@ type QPair struct {
 	failed error
 	stats  QPairStats
 
-	tmo timeoutState   // timeout.go
-	rcv reconnectState // recovery.go
+	tmo   timeoutState   // timeout.go
+	rcv   reconnectState // recovery.go
+	retry retryState     // retry.go
 }
 
 // QPairStats counts what a queue pair did; handy to show batching at work.
@@ -185,6 +187,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	}
 	q.initTimeout()  // timeout.go
 	q.initRecovery() // recovery.go
+	q.initRetry()    // retry.go
 	return q, nil
 }
 
@@ -259,7 +262,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	q.free = q.free[:n-1]
 	r.cb, r.arg, r.active = cb, arg, true
-	r.tick, r.abortTick = q.tmo.tick, 0 // timeout.go
+	r.tick, r.abortTick, r.retries = q.tmo.tick, 0, 0 // timeout.go, retry.go
 	q.stats.Submitted++
 	if q.swqCount > 0 || !q.roomInSQ() {
 		q.swq[(q.swqHead+q.swqCount)%len(q.swq)] = idx
@@ -382,6 +385,10 @@ func (q *QPair) poll() (n int, err error) {
 			// all, whatever the last SQHD said.
 			q.sqHead = q.sqTail
 		}
+		if q.retry.max > 0 && q.retryOnError(idx, cpl) { // retry.go
+			n++ // reaped: the CQ head doorbell must move on
+			continue
+		}
 		r := &q.reqs[idx]
 		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
@@ -419,7 +426,7 @@ func (q *QPair) poll() (n int, err error) {
 			}
 		}
 	}
-	if q.tmo.limit > 0 { // timeout.go
+	if q.tmo.limit > 0 || len(q.retry.delayed) > 0 { // timeout.go, retry.go
 		if err := q.timeoutPoll(); err != nil {
 			return n, err
 		}

@@ -29,6 +29,10 @@ type RecoveryOptions struct {
 	// MaxResets bounds the resets of one controller; 0 means DefaultMaxResets. A
 	// failure after that many resets fails the controller for good.
 	MaxResets int
+	// Retries is how many times a command that failed with a status whose Do Not Retry
+	// bit is clear is sent again before its caller sees the error (retry.go); 0 means
+	// never. SPDK's driver retries 4 times.
+	Retries int
 }
 
 // DefaultMaxResets is RecoveryOptions.MaxResets when it is 0.
@@ -42,6 +46,7 @@ const (
 	EventTimeout EventKind = "timeout" // a command was outstanding past its timeout
 	EventAbort   EventKind = "abort"   // an Abort command was sent, and what it did
 	EventReset   EventKind = "reset"   // the controller was reset, or a reset failed
+	EventRetry   EventKind = "retry"   // a failed command was sent again
 )
 
 // Event is one recovery-related happening on a controller.
@@ -71,6 +76,7 @@ type recoveryState struct {
 	resetMu   sync.Mutex
 	gen       atomic.Uint32
 	resetting atomic.Bool
+	retries   atomic.Uint64
 	resets    int   // resets attempted, under resetMu
 	exhausted error // set once MaxResets is used up, under resetMu
 }
@@ -113,6 +119,9 @@ func (c *Controller) Resets() int {
 	defer c.rec.resetMu.Unlock()
 	return c.rec.resets
 }
+
+// Retries is how many failed commands were sent again (RecoveryOptions.Retries).
+func (c *Controller) Retries() uint64 { return c.rec.retries.Load() }
 
 // reconnectState is a queue pair's part of recovery; it belongs to the owner goroutine.
 type reconnectState struct {
@@ -199,6 +208,7 @@ func (q *QPair) resetRing() {
 	for i := range q.reqs {
 		q.reqs[i].placed, q.reqs[i].abortTick = false, 0
 	}
+	q.retry.delayed = q.retry.delayed[:0]
 }
 
 // createQueues creates q's I/O CQ and then its SQ on the controller.

@@ -3,8 +3,10 @@ package nvme_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
+	"github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 )
 
@@ -17,6 +19,21 @@ func (c *countingCB) CommandDone(_ any, cpl *spec.Completion) {
 	} else {
 		c.failed++
 	}
+}
+
+// setFatal makes the frozen simulator fatal and, once CSTS.CFS shows, unfreezes it: so
+// the device thread cannot run the queued commands between the two.
+func setFatal(t *testing.T, dev *sim.Controller) {
+	t.Helper()
+	dev.Faults().SetFatal()
+	deadline := time.Now().Add(30 * time.Second)
+	for !spec.CSTS(dev.Registers().Read32(spec.RegCSTS)).CFS() {
+		if time.Now().After(deadline) {
+			t.Fatal("CSTS.CFS not set within 30 s of SetFatal")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	dev.Faults().SetFrozen(false)
 }
 
 func TestSimFatalControllerIsResetAndQueuesComeBack(t *testing.T) {
@@ -44,13 +61,15 @@ func TestSimFatalControllerIsResetAndQueuesComeBack(t *testing.T) {
 			}
 		}
 	}
-	dev.Faults().SetFatal()
-	dev.Faults().SetFrozen(false)
+	setFatal(t, dev)
 	// Each queue pair notices at its health check, the first resets the controller,
 	// both re-create their queues; the lost commands complete with errors.
 	for i, q := range qs {
 		if err := pollUntil(t, q, "the lost commands completing", func() bool { return cbs[i].failed == 8 }); err != nil {
 			t.Fatalf("queue pair %d: poll failed instead of recovering: %v", i, err)
+		}
+		if cbs[i].failed != 8 {
+			t.Fatalf("queue pair %d: %+v", i, cbs[i])
 		}
 		if cbs[i].ok != 0 {
 			t.Errorf("queue pair %d: %d commands succeeded on a dead controller", i, cbs[i].ok)
@@ -90,8 +109,7 @@ func TestSimMaxResetsExhausted(t *testing.T) {
 		if err := q.Submit(&cmd, buf.Slice(0, 512), &cb, nil); err != nil {
 			t.Fatal(err)
 		}
-		dev.Faults().SetFatal()
-		dev.Faults().SetFrozen(false)
+		setFatal(t, dev)
 		err := pollUntil(t, q, "the failure being handled", func() bool { return cb.failed == 1 })
 		if round == 1 && err != nil {
 			t.Fatalf("first failure: %v, want a reset", err)

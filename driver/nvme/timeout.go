@@ -43,15 +43,19 @@ func (q *QPair) initTimeout() {
 	q.tmo.interval = max(q.tmo.limit/timeoutTicks, minTimeoutTick)
 }
 
-// timeoutPoll is called once per Poll when timeouts are armed; every timeoutPollMask+1
-// calls it reads the clock and, once per tick, scans the outstanding commands.
+// timeoutPoll is called once per Poll when timeouts are armed or retries wait out a
+// delay; every timeoutPollMask+1 calls it reads the clock, releases the delayed retries
+// that are due and, once per tick, scans the outstanding commands.
 func (q *QPair) timeoutPoll() error {
 	q.tmo.polls++
 	if q.tmo.polls&timeoutPollMask != 0 {
 		return nil
 	}
 	now := time.Now()
-	if now.Before(q.tmo.next) {
+	if len(q.retry.delayed) > 0 {
+		q.releaseDelayed(now) // retry.go
+	}
+	if q.tmo.limit == 0 || now.Before(q.tmo.next) {
 		return nil
 	}
 	q.tmo.next = now.Add(q.tmo.interval)

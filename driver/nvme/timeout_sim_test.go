@@ -50,7 +50,7 @@ func pollUntil(t *testing.T, q *nvme.QPair, what string, done func() bool) error
 			return err
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within 30 s", what)
+			t.Fatalf("%s did not happen within 30 s (outstanding %d, queue error %v)", what, q.Outstanding(), q.Err())
 		}
 	}
 	return nil

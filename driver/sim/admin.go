@@ -40,6 +40,9 @@ func (c *Controller) buildIdentifyController() []byte {
 	id.ONCS = spec.ONCSDatasetManagement | spec.ONCSWriteZeroes
 	id.VWC = 0
 	id.SGLS = 0
+	for i, v := range commandRetryDelays {
+		id.SetCRDT(i+1, v)
+	}
 	spec.SetString(id.SUBNQN[:], "nqn.2024-01.io.nvmeperf:sim")
 	out := make([]byte, spec.IdentifyDataSize)
 	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(&id)), spec.IdentifyDataSize))

@@ -11,6 +11,10 @@ import (
 // status field has 15 bits, so no real status equals it.
 const statusHang spec.Status = 0xFFFF
 
+// commandRetryDelays are Identify CRDT1..3 in units of 100 ms, for injected statuses
+// that carry a Command Retry Delay (spec.Status.WithCRD).
+var commandRetryDelays = [3]uint16{1, 5, 10}
+
 // heldCommand is an I/O command a hang fault swallowed: fetched, never completed until
 // the host aborts it, deletes its SQ or resets the controller.
 type heldCommand struct {
