@@ -108,7 +108,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}
 
 	cfg := p.cfg
-	a.recoveryConfig(&cfg) // recovery.go
+	a.recoveryConfig(&cfg, targets) // recovery.go
 	if a.opts.set("number-ios") {
 		// spdk_nvme_perf's -d counts I/Os per namespace per core; the engine takes a
 		// total that it splits evenly over the jobs.
@@ -149,7 +149,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}
 	if ran {
 		finish(res)
-		a.recoveryNotices(targets) // recovery.go
+		a.recoveryAfter(&meta) // recovery.go
 	}
 	if cfg.Progress != nil && isTerminal(a.stderr) {
 		fmt.Fprint(a.stderr, "\r\033[K")
@@ -207,6 +207,7 @@ func (a *app) writeReportTo(meta report.Meta, p *plan, res workload.Result, v re
 	} else {
 		err = report.WriteText(w, res, report.TextOptions{
 			LatencySummary: p.latency >= 1, Buckets: p.latency >= 2, Mixed: p.cfg.Pattern.Mixed(),
+			Recovery: a.recoveryText(meta), // recovery.go
 		})
 		if err == nil {
 			err = a.writeJSONSide(meta, p, res, v)

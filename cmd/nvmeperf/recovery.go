@@ -1,8 +1,8 @@
 package main
 
 import (
+	endian "encoding/binary"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -10,7 +10,9 @@ import (
 
 	"github.com/nvmeperf/nvmeperf/driver"
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
+	"github.com/nvmeperf/nvmeperf/driver/spec"
 	"github.com/nvmeperf/nvmeperf/driver/target"
+	"github.com/nvmeperf/nvmeperf/report"
 	"github.com/nvmeperf/nvmeperf/workload"
 )
 
@@ -20,7 +22,18 @@ type recoveryOpts struct {
 	io, admin               time.Duration
 	recover                 bool
 	maxResets               int
+	retries                 int
+	health                  bool
+
+	// Per controller, in the order first seen: the health snapshot taken before the run.
+	ctrls  []*nvme.Controller
+	labels map[*nvme.Controller]string
+	before map[*nvme.Controller]*report.HealthSnapshot
+	errs   map[*nvme.Controller]string
 }
+
+// defaultRetries is --retries with --recover when not given: SPDK's driver default.
+const defaultRetries = 4
 
 // Bounds of the timeout flags: below a millisecond the coarse timeout clock cannot
 // tell; above an hour is surely a typo.
@@ -34,6 +47,8 @@ func (a *app) registerRecoveryFlags(f *pflag.FlagSet) {
 	f.StringVar(&a.recovery.adminTimeout, "admin-timeout", "", "userspace NVMe: how long an admin command may take before the controller is taken as failed (default 10s)")
 	f.BoolVar(&a.recovery.recover, "recover", false, "userspace NVMe: reset a failed controller and go on (I/O outstanding then fails and is counted; needs -Q)")
 	f.IntVar(&a.recovery.maxResets, "max-resets", nvme.DefaultMaxResets, "with --recover: resets of one controller before it counts as failed for good")
+	f.IntVar(&a.recovery.retries, "retries", 0, "userspace NVMe: send a command that failed with Do Not Retry clear again, up to N times (default 0; 4 with --recover)")
+	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on userspace NVMe)")
 }
 
 // recoveryBefore checks the timeout flags before anything is opened.
@@ -61,6 +76,12 @@ func (a *app) recoveryBefore() error {
 	if a.opts.set("max-resets") && !a.recovery.recover {
 		return usagef("--max-resets %d: only means something with --recover", a.recovery.maxResets)
 	}
+	if a.recovery.retries < 0 || a.recovery.retries > 255 {
+		return usagef("--retries %d: want 0 to 255", a.recovery.retries)
+	}
+	if a.recovery.recover && !a.opts.set("retries") {
+		a.recovery.retries = defaultRetries
+	}
 	if a.recovery.recover && !a.opts.continueOnErr {
 		return usagef("--recover needs -Q (--continue-on-error): the I/O outstanding when a controller fails completes with errors, which would otherwise end the run")
 	}
@@ -72,6 +93,7 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 	o.NVMe.Recovery.IOTimeout = a.recovery.io
 	o.NVMe.Recovery.Recover = a.recovery.recover
 	o.NVMe.Recovery.MaxResets = a.recovery.maxResets
+	o.NVMe.Recovery.Retries = a.recovery.retries
 	if a.recovery.admin > 0 {
 		o.NVMe.AdminTimeout = a.recovery.admin
 	}
@@ -80,7 +102,10 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 // recoveryConfig lets the drain at the end of a run outlast an I/O timeout and the
 // Abort that follows it, so a command that hangs near the end is still aborted and
 // counted instead of being abandoned by the drain.
-func (a *app) recoveryConfig(cfg *workload.Config) {
+//
+// It also takes the "before" health snapshot of every userspace NVMe controller.
+func (a *app) recoveryConfig(cfg *workload.Config, targets []target.Target) {
+	a.snapshotBefore(targets)
 	if a.recovery.io == 0 {
 		return
 	}
@@ -94,36 +119,130 @@ func (a *app) recoveryConfig(cfg *workload.Config) {
 	}
 }
 
-// recoveryNotices says on stderr what the recovery machinery did to each controller.
-func (a *app) recoveryNotices(targets []target.Target) {
-	seen := map[*nvme.Controller]bool{}
+// controllersOf lists the userspace NVMe controllers behind targets, once each, with
+// the label reports use for them.
+func (a *app) controllersOf(targets []target.Target) {
+	a.recovery.labels = map[*nvme.Controller]string{}
+	a.recovery.ctrls = nil
 	for _, t := range targets {
 		nt, ok := t.(*nvme.NamespaceTarget)
 		if !ok {
 			continue
 		}
 		c := nt.Namespace().Controller()
-		if seen[c] {
+		if _, seen := a.recovery.labels[c]; seen {
 			continue
 		}
-		seen[c] = true
-		counts := map[string]int{}
-		for _, k := range []nvme.EventKind{nvme.EventTimeout, nvme.EventAbort} {
-			if n := c.EventCount(k); n > 0 {
-				counts[string(k)] = n
-			}
-		}
-		if n := c.Resets(); n > 0 {
-			counts["reset"] = n
-		}
-		if len(counts) == 0 {
-			continue
-		}
-		var parts []string
-		for k, n := range counts {
-			parts = append(parts, fmt.Sprintf("%d %s", n, k))
-		}
-		sort.Strings(parts)
-		a.notice("%s: recovery events: %s", targetLabel(t.Info()), strings.Join(parts, ", "))
+		a.recovery.labels[c] = targetLabel(t.Info())
+		a.recovery.ctrls = append(a.recovery.ctrls, c)
 	}
+}
+
+func (a *app) snapshotBefore(targets []target.Target) {
+	a.controllersOf(targets)
+	a.recovery.before = map[*nvme.Controller]*report.HealthSnapshot{}
+	a.recovery.errs = map[*nvme.Controller]string{}
+	for _, c := range a.recovery.ctrls {
+		if s, err := healthSnapshot(c); err != nil {
+			a.recovery.errs[c] = "before the run: " + err.Error()
+		} else {
+			a.recovery.before[c] = s
+		}
+	}
+}
+
+// healthSnapshot reads the controller's SMART / Health log.
+func healthSnapshot(c *nvme.Controller) (*report.HealthSnapshot, error) {
+	log, err := c.SMART()
+	if err != nil {
+		return nil, err
+	}
+	return &report.HealthSnapshot{
+		Time:              time.Now().UTC().Format(timeLayoutNS),
+		CriticalWarning:   log.CriticalWarning,
+		TemperatureK:      endian.LittleEndian.Uint16(log.Temperature[:]),
+		AvailableSpare:    log.AvailableSpare,
+		PercentageUsed:    log.PercentageUsed,
+		DataUnitsRead:     spec.Counter128(log.DataUnitsRead),
+		DataUnitsWritten:  spec.Counter128(log.DataUnitsWritten),
+		HostReadCommands:  spec.Counter128(log.HostReadCommands),
+		HostWriteCommands: spec.Counter128(log.HostWriteCommands),
+		MediaErrors:       spec.Counter128(log.MediaErrors),
+		ErrorLogEntries:   spec.Counter128(log.ErrorLogEntries),
+		PowerOnHours:      spec.Counter128(log.PowerOnHours),
+		UnsafeShutdowns:   spec.Counter128(log.UnsafeShutdowns),
+	}, nil
+}
+
+// timeLayoutNS is RFC 3339 with nanoseconds, as the JSON document writes times.
+const timeLayoutNS = "2006-01-02T15:04:05.000000000Z07:00"
+
+// recoveryAfter takes the "after" health snapshots, collects every controller's events
+// and counts into meta (JSON "events", "recovery", "health") and says on stderr what
+// the recovery machinery did.
+func (a *app) recoveryAfter(meta *report.Meta) {
+	if len(a.recovery.ctrls) == 0 {
+		return
+	}
+	rec := &report.Recovery{}
+	for _, c := range a.recovery.ctrls {
+		label := a.recovery.labels[c]
+		h := report.DeviceHealth{Device: label, Before: a.recovery.before[c], Error: a.recovery.errs[c]}
+		if s, err := healthSnapshot(c); err != nil {
+			h.Error = strings.TrimPrefix(h.Error+"; ", "; ") + "after the run: " + err.Error()
+		} else {
+			h.After = s
+		}
+		h.Diff()
+		rec.Health = append(rec.Health, h)
+
+		events, dropped := c.Events()
+		for _, e := range events {
+			rec.Events = append(rec.Events, report.Event{Time: e.Time.UTC().Format(timeLayoutNS), Device: label, Kind: string(e.Kind), Details: eventDetails(e)})
+		}
+		counts := report.RecoveryCounts{
+			Device: label, Timeouts: c.EventCount(nvme.EventTimeout), Aborts: c.EventCount(nvme.EventAbort),
+			Resets: c.Resets(), Retries: c.Retries(), EventsDropped: dropped,
+		}
+		rec.Counts = append(rec.Counts, counts)
+		if counts.Timeouts+counts.Aborts+counts.Resets > 0 || counts.Retries > 0 {
+			a.notice("%s: recovery events: %d timeouts, %d aborts, %d resets, %d retries",
+				label, counts.Timeouts, counts.Aborts, counts.Resets, counts.Retries)
+		}
+	}
+	if len(rec.Events) == 0 && !a.recovery.recover && a.recovery.io == 0 && a.recovery.retries == 0 {
+		rec.Counts = nil // nothing asked for, nothing happened: no "recovery" key
+	}
+	if len(rec.Events) == 0 {
+		rec.Events = nil
+	}
+	meta.Recovery = rec
+}
+
+// eventDetails names the queue and command of an event, then what happened.
+func eventDetails(e nvme.Event) string {
+	switch {
+	case e.CID != 0 || (e.QID != 0 && e.Kind != nvme.EventReset):
+		return fmt.Sprintf("queue %d command %d: %s", e.QID, e.CID, e.Detail)
+	case e.QID != 0:
+		return fmt.Sprintf("queue %d: %s", e.QID, e.Detail)
+	}
+	return e.Detail
+}
+
+// recoveryText is what the text report adds: the recovery summary, and the health
+// difference with --health or when the drive reports new trouble.
+func (a *app) recoveryText(meta report.Meta) *report.Recovery {
+	r := meta.Recovery
+	if r == nil {
+		return nil
+	}
+	out := &report.Recovery{Counts: r.Counts}
+	for _, h := range r.Health {
+		d := h.Difference
+		if a.recovery.health || (d != nil && (d.MediaErrors > 0 || d.NewCriticalWarnings != 0)) {
+			out.Health = append(out.Health, h)
+		}
+	}
+	return out
 }

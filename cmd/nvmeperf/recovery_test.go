@@ -18,8 +18,21 @@ func TestE2EHungCommandIsAborted(t *testing.T) {
 	if d.Total.All.Errors != 1 || d.Total.All.IOs == 0 {
 		t.Errorf("errors %d, ios %d: want the one aborted command and I/O around it", d.Total.All.Errors, d.Total.All.IOs)
 	}
-	if !strings.Contains(r.stderr, "command abort requested") || !strings.Contains(r.stderr, "1 timeout") {
+	if !strings.Contains(r.stderr, "command abort requested") || !strings.Contains(r.stderr, "1 timeouts, 1 aborts, 0 resets") {
 		t.Errorf("stderr does not tell of the abort:\n%s", r.stderr)
+	}
+	if len(d.Recovery) != 1 || d.Recovery[0].Timeouts != 1 || d.Recovery[0].Aborts != 1 || d.Recovery[0].Resets != 0 {
+		t.Errorf("JSON recovery counts %+v, want one timeout and one abort", d.Recovery)
+	}
+	kinds := map[string]int{}
+	for _, e := range d.Events {
+		kinds[e.Kind]++
+		if e.Device == "" || e.Time == "" || e.Details == "" {
+			t.Errorf("event without device, time or details: %+v", e)
+		}
+	}
+	if kinds["timeout"] != 1 || kinds["abort"] != 1 {
+		t.Errorf("JSON events %+v, want a timeout and an abort", d.Events)
 	}
 	if r.wall > 25*time.Second {
 		t.Errorf("run took %v", r.wall)
@@ -49,12 +62,45 @@ func TestE2ERecoverAfterFatalStatus(t *testing.T) {
 		t.Errorf("status %q, ios %d, errors %d: want I/O after the reset and no error in the measured phase",
 			d.Status, d.Total.All.IOs, d.Total.All.Errors)
 	}
-	if !strings.Contains(r.stderr, "1 reset") {
-		t.Errorf("stderr does not tell of the reset:\n%s", r.stderr)
+	if !strings.Contains(r.stderr, "1 resets") || len(d.Recovery) != 1 || d.Recovery[0].Resets != 1 {
+		t.Errorf("stderr or JSON (%+v) do not tell of the reset:\n%s", d.Recovery, r.stderr)
 	}
 	// --recover without -Q is refused before anything runs.
 	r = runBinary(t, "-q", "1", "-o", "4k", "-w", "read", "-t", "1", "--recover", "-r", sim("nssize:16m"))
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--recover needs -Q") {
 		t.Errorf("--recover without -Q: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// Health before and after the run is in the JSON, and the difference counts the run's
+// commands.
+func TestE2EHealthBeforeAndAfter(t *testing.T) {
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randwrite", "-d", "4000", "-t", "30",
+		"-r", sim("nssize:16m"), "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	if len(d.Health) != 1 {
+		t.Fatalf("health %+v, want one controller", d.Health)
+	}
+	h := d.Health[0]
+	if h.Before == nil || h.After == nil || h.Difference == nil || h.Error != "" {
+		t.Fatalf("health %+v: want both snapshots and their difference", h)
+	}
+	// -d counts measured I/Os; warm-up is off, so the drive saw exactly these writes.
+	if h.Difference.HostWriteCommands != 4000 || h.Difference.HostReadCommands != 0 {
+		t.Errorf("difference %+v, want 4000 host write commands and no reads", *h.Difference)
+	}
+	if h.After.TemperatureK == 0 || h.Before.Time == "" {
+		t.Errorf("snapshot fields missing: %+v", *h.After)
+	}
+	if d.Recovery != nil || d.Events != nil {
+		t.Errorf("recovery %+v, events %+v on a run that asked for none", d.Recovery, d.Events)
+	}
+	// --health puts the difference in the text report.
+	r = runBinary(t, "-q", "8", "-o", "4k", "-w", "randwrite", "-d", "4000", "-t", "30", "--health", "-r", sim("nssize:16m"))
+	if r.code != 0 || !strings.Contains(r.stdout, "Health of trtype:sim nssize:16m over the run:") {
+		t.Errorf("text report with --health (exit %d):\n%s", r.code, r.stdout)
 	}
 }

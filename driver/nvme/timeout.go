@@ -84,9 +84,13 @@ func (q *QPair) scanTimeouts() error {
 			if q.tmo.tick-r.abortTick <= timeoutTicks {
 				continue // aborted: give the controller a timeout to complete it
 			}
-			err := fmt.Errorf("nvme: %w: %s (CID %d) on queue %d did not complete within %v after the controller aborted it",
+			err := fmt.Errorf("%w: %s (CID %d) on queue %d did not complete within %v after the controller aborted it",
 				ErrTimeout, q.commandName(r), r.cid, q.id, q.tmo.limit)
-			return q.escalate(err)
+			return q.escalate(r, err)
+		}
+		// A dead controller explains the silence: that is a failure, not a timeout.
+		if err := q.ctrl.checkAlive(); err != nil {
+			return q.fail(err)
 		}
 		q.ctrl.rec.note(Event{Kind: EventTimeout, QID: q.id, CID: r.cid,
 			Detail: fmt.Sprintf("%s outstanding longer than %v", q.commandName(r), q.tmo.limit)})
@@ -95,11 +99,11 @@ func (q *QPair) scanTimeouts() error {
 			return nil // the controller was reset meanwhile: the Abort's answer means nothing
 		}
 		if err != nil {
-			return q.escalate(fmt.Errorf("nvme: %w: %s (CID %d) on queue %d timed out after %v and the Abort failed: %w",
+			return q.escalate(r, fmt.Errorf("%w: %s (CID %d) on queue %d timed out after %v and the Abort failed: %w",
 				ErrTimeout, q.commandName(r), r.cid, q.id, q.tmo.limit, err))
 		}
 		if !aborted {
-			return q.escalate(fmt.Errorf("nvme: %w: %s (CID %d) on queue %d timed out after %v and the controller did not abort it",
+			return q.escalate(r, fmt.Errorf("%w: %s (CID %d) on queue %d timed out after %v and the controller did not abort it",
 				ErrTimeout, q.commandName(r), r.cid, q.id, q.tmo.limit))
 		}
 		r.abortTick = q.tmo.tick
@@ -118,8 +122,8 @@ func (q *QPair) commandName(r *request) string {
 // trusted with its queues any more, so it is failed (and, with Recovery.Recover, reset
 // by the recovery path; see recovery.go). The queue pair's outstanding commands
 // complete with an error status.
-func (q *QPair) escalate(err error) error {
-	q.ctrl.rec.note(Event{Kind: EventTimeout, QID: q.id, Detail: err.Error()})
+func (q *QPair) escalate(r *request, err error) error {
+	q.ctrl.rec.note(Event{Kind: EventTimeout, QID: q.id, CID: r.cid, Detail: "giving up on the controller: " + err.Error()})
 	return q.fail(q.ctrl.markFailed(fmt.Errorf("%w: %w", ErrFailed, err)))
 }
 
