@@ -104,6 +104,7 @@ type Controller struct {
 	safe     bool
 
 	rec recoveryState // timeouts, aborts, resets (recovery.go)
+	aer aerState      // asynchronous events (aer.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
@@ -132,6 +133,7 @@ func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, e
 		// memory goes.
 		return nil, errors.Join(err, c.teardown(false))
 	}
+	c.startAsyncEvents() // aer.go
 	return c, nil
 }
 
@@ -602,6 +604,7 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 // the transport's DMA before any memory the controller could reach is freed.
 // A second Detach does nothing.
 func (c *Controller) Detach() error {
+	c.stopAsyncEvents() // aer.go
 	c.qidMu.Lock()
 	if c.detached {
 		c.qidMu.Unlock()

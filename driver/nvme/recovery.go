@@ -33,6 +33,9 @@ type RecoveryOptions struct {
 	// bit is clear is sent again before its caller sees the error (retry.go); 0 means
 	// never. SPDK's driver retries 4 times.
 	Retries int
+	// AsyncEvents keeps AERL+1 Asynchronous Event Requests outstanding and records the
+	// events the controller reports (aer.go).
+	AsyncEvents bool
 }
 
 // DefaultMaxResets is RecoveryOptions.MaxResets when it is 0.
@@ -43,10 +46,11 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventTimeout EventKind = "timeout" // a command was outstanding past its timeout
-	EventAbort   EventKind = "abort"   // an Abort command was sent, and what it did
-	EventReset   EventKind = "reset"   // the controller was reset, or a reset failed
-	EventRetry   EventKind = "retry"   // a failed command was sent again
+	EventTimeout    EventKind = "timeout"     // a command was outstanding past its timeout
+	EventAbort      EventKind = "abort"       // an Abort command was sent, and what it did
+	EventReset      EventKind = "reset"       // the controller was reset, or a reset failed
+	EventRetry      EventKind = "retry"       // a failed command was sent again
+	EventAsyncEvent EventKind = "async_event" // the controller reported an asynchronous event
 )
 
 // Event is one recovery-related happening on a controller.

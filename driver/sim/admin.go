@@ -96,12 +96,9 @@ func (c *Controller) admin(sq *submissionQueue, cmd *spec.Command) {
 		dw0 = c.abort(cmd) // recovery.go
 	case spec.AdminKeepAlive:
 	case spec.AdminAsyncEventRequest:
-		if c.aers >= asyncEventMax {
-			st = specific(spec.SCAsyncEventLimitExceeded)
-			break
+		if st = c.holdAER(sq, cmd); st == spec.StatusSuccess {
+			return // held until an event (recovery.go); a reset drops it
 		}
-		c.aers++ // held: the simulator raises no events; a reset drops it
-		return
 	default:
 		st = generic(spec.SCInvalidOpcode)
 	}
@@ -284,6 +281,8 @@ func (c *Controller) getLogPage(cmd *spec.Command) spec.Status {
 		c.fillSMART(buf)
 	case spec.LogErrorInformation:
 		// No errors are ever logged: all entries are zero.
+	case LogChangedNamespaces:
+		// An empty list: RaiseAsyncEvent names no namespace.
 	default:
 		return specific(spec.SCInvalidLogPage)
 	}
@@ -292,6 +291,7 @@ func (c *Controller) getLogPage(cmd *spec.Command) spec.Status {
 
 func (c *Controller) fillSMART(dst []byte) {
 	var log spec.SMARTLog
+	log.CriticalWarning = uint8(c.rec.criticalWarning.Load()) // RaiseAsyncEvent
 	binary.LittleEndian.PutUint16(log.Temperature[:], temperatureK)
 	log.AvailableSpare = 100
 	log.AvailableSpareThresh = 10

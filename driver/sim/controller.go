@@ -356,6 +356,9 @@ func (c *Controller) setCSTS(s spec.CSTS) {
 func (c *Controller) control() int {
 	work := 0
 	armed := c.faults.armed.Load()
+	if armed&faultAsyncEvent != 0 && c.enabled && c.readyAt == 0 && !c.fatal {
+		work += c.deliverAsyncEvents() // recovery.go
+	}
 	if armed&faultFatal != 0 {
 		c.faults.armed.And(^faultFatal)
 		c.fatal = true

@@ -24,6 +24,9 @@ type FaultConfig struct {
 	// RemoveAfter simulates surprise removal (Remove) this long after the controller is
 	// created (removeafter); 0 = off.
 	RemoveAfter time.Duration
+	// AsyncEventAfter raises a SMART / Health temperature asynchronous event this long
+	// after the controller is created (aerafter); 0 = off.
+	AsyncEventAfter time.Duration
 }
 
 // failStatusNames are the failstatus values besides SCT/SC numbers.
@@ -89,7 +92,7 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 			return true, badValue(key, val, "read-error, write-fault, internal, lba-range, invalid-field, hang, or SCT/SC such as 2/0x81")
 		}
 		f.Status = spec.MakeStatus(spec.StatusCodeType(t), uint8(c))
-	case "faildelay", "fatalafter", "removeafter":
+	case "faildelay", "fatalafter", "removeafter", "aerafter":
 		d, err := time.ParseDuration(val)
 		if err != nil || d < 0 || d > time.Minute {
 			return true, badValue(key, val, "a duration from 0 to 1m such as 500us or 2s")
@@ -99,6 +102,8 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 			f.Delay = d
 		case "fatalafter":
 			f.FatalAfter = d
+		case "aerafter":
+			f.AsyncEventAfter = d
 		default:
 			f.RemoveAfter = d
 		}
@@ -140,6 +145,11 @@ func (c *Controller) armFaults() error {
 	}
 	if f.FatalAfter > 0 {
 		c.fatalTimer = time.AfterFunc(f.FatalAfter, c.faults.SetFatal)
+	}
+	if f.AsyncEventAfter > 0 {
+		c.rec.aerTimer = time.AfterFunc(f.AsyncEventAfter, func() {
+			c.RaiseAsyncEvent(AsyncEventSMART, AsyncInfoTemperature, spec.LogSMARTHealth)
+		})
 	}
 	if f.RemoveAfter > 0 {
 		c.removeTimer = time.AfterFunc(f.RemoveAfter, func() { _ = c.Remove() })

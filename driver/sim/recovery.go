@@ -2,7 +2,9 @@ package sim
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 )
@@ -27,18 +29,85 @@ type heldCommand struct {
 type recoveryState struct {
 	held                     []heldCommand
 	hung, aborts, abortsDone atomic.Uint64
+
+	aers            []heldCommand // Asynchronous Event Requests held, oldest first
+	eventsMu        sync.Mutex
+	events          []uint32 // raised events waiting for an AER (completion DW0)
+	criticalWarning atomic.Uint32
+	eventsPosted    atomic.Uint64
+	aerTimer        *time.Timer
 }
+
+// faultAsyncEvent tells the device thread that RaiseAsyncEvent queued an event. It
+// shares Faults.armed with faults.go's bits, far above them.
+const faultAsyncEvent uint32 = 1 << 16
+
+// Asynchronous event types (Completion DW0 bits 2:0) and the information the simulator
+// raises (NVMe Base 2.0, figures 146-150).
+const (
+	AsyncEventError        = 0
+	AsyncEventSMART        = 1
+	AsyncEventNotice       = 2
+	AsyncInfoTemperature   = 0x01 // SMART / Health: temperature threshold
+	AsyncInfoNSChanged     = 0x00 // Notice: namespace attribute changed
+	LogChangedNamespaces   = 0x04
+	criticalWarningTempBit = 1 << 1
+)
 
 // RecoveryStats counts the recovery-related events since New.
 type RecoveryStats struct {
-	Hung    uint64 // I/O commands the hang fault swallowed
-	Aborts  uint64 // Abort commands executed
-	Aborted uint64 // commands an Abort completed (status Command Abort Requested)
+	Hung        uint64 // I/O commands the hang fault swallowed
+	Aborts      uint64 // Abort commands executed
+	Aborted     uint64 // commands an Abort completed (status Command Abort Requested)
+	AsyncEvents uint64 // Asynchronous Event Requests completed with an event
 }
 
 // RecoveryStats returns the recovery counters; safe to call at any time.
 func (c *Controller) RecoveryStats() RecoveryStats {
-	return RecoveryStats{Hung: c.rec.hung.Load(), Aborts: c.rec.aborts.Load(), Aborted: c.rec.abortsDone.Load()}
+	return RecoveryStats{Hung: c.rec.hung.Load(), Aborts: c.rec.aborts.Load(), Aborted: c.rec.abortsDone.Load(),
+		AsyncEvents: c.rec.eventsPosted.Load()}
+}
+
+// RaiseAsyncEvent queues an asynchronous event: the oldest outstanding Asynchronous
+// Event Request completes with DW0 = typ | info<<8 | logPage<<16, at once if one is
+// held, else when the host sends one. A SMART / Health temperature event also sets the
+// temperature bit of the SMART log's critical warning. Safe from any goroutine.
+func (c *Controller) RaiseAsyncEvent(typ, info, logPage uint8) {
+	if typ == AsyncEventSMART && info == AsyncInfoTemperature {
+		c.rec.criticalWarning.Or(criticalWarningTempBit)
+	}
+	c.rec.eventsMu.Lock()
+	c.rec.events = append(c.rec.events, uint32(typ&7)|uint32(info)<<8|uint32(logPage)<<16)
+	c.rec.eventsMu.Unlock()
+	c.faults.armed.Or(faultAsyncEvent)
+}
+
+// holdAER keeps an Asynchronous Event Request until an event completes it.
+func (c *Controller) holdAER(sq *submissionQueue, cmd *spec.Command) spec.Status {
+	if len(c.rec.aers) >= asyncEventMax {
+		return specific(spec.SCAsyncEventLimitExceeded)
+	}
+	c.rec.aers = append(c.rec.aers, heldCommand{sq: sq, cid: cmd.CID()})
+	c.faults.armed.Or(faultAsyncEvent) // an event may be waiting for it
+	return spec.StatusSuccess
+}
+
+// deliverAsyncEvents completes held AERs with queued events; the device thread calls it
+// when faultAsyncEvent is set.
+func (c *Controller) deliverAsyncEvents() int {
+	c.faults.armed.And(^faultAsyncEvent)
+	c.rec.eventsMu.Lock()
+	defer c.rec.eventsMu.Unlock()
+	n := 0
+	for len(c.rec.events) > 0 && len(c.rec.aers) > 0 {
+		h := c.rec.aers[0]
+		c.rec.aers = c.rec.aers[1:]
+		c.post(h.sq, h.cid, spec.StatusSuccess, c.rec.events[0])
+		c.rec.events = c.rec.events[1:]
+		c.rec.eventsPosted.Add(1)
+		n++
+	}
+	return n
 }
 
 // HangNthIO makes the nth I/O command fetched from now on (counting from 1) never
@@ -96,4 +165,7 @@ func (c *Controller) releaseHeld(sq *submissionQueue, post bool) {
 	}
 	clear(c.rec.held[len(kept):])
 	c.rec.held = kept
+	if sq == nil && !post {
+		c.rec.aers = c.rec.aers[:0] // a reset drops the held AERs with the admin queue
+	}
 }
