@@ -24,6 +24,7 @@ type recoveryOpts struct {
 	maxResets               int
 	retries                 int
 	health                  bool
+	noAsyncEvents           bool
 
 	// Per controller, in the order first seen: the health snapshot taken before the run.
 	ctrls  []*nvme.Controller
@@ -48,6 +49,7 @@ func (a *app) registerRecoveryFlags(f *pflag.FlagSet) {
 	f.BoolVar(&a.recovery.recover, "recover", false, "userspace NVMe: reset a failed controller and go on (I/O outstanding then fails and is counted; needs -Q)")
 	f.IntVar(&a.recovery.maxResets, "max-resets", nvme.DefaultMaxResets, "with --recover: resets of one controller before it counts as failed for good")
 	f.IntVar(&a.recovery.retries, "retries", 0, "userspace NVMe: send a command that failed with Do Not Retry clear again, up to N times (default 0; 4 with --recover)")
+	f.BoolVar(&a.recovery.noAsyncEvents, "no-async-events", false, "userspace NVMe: send no Asynchronous Event Requests (by default AERL+1 are kept outstanding and each event is recorded)")
 	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on userspace NVMe)")
 }
 
@@ -94,6 +96,7 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 	o.NVMe.Recovery.Recover = a.recovery.recover
 	o.NVMe.Recovery.MaxResets = a.recovery.maxResets
 	o.NVMe.Recovery.Retries = a.recovery.retries
+	o.NVMe.Recovery.AsyncEvents = !a.recovery.noAsyncEvents
 	if a.recovery.admin > 0 {
 		o.NVMe.AdminTimeout = a.recovery.admin
 	}
@@ -202,12 +205,12 @@ func (a *app) recoveryAfter(meta *report.Meta) {
 		}
 		counts := report.RecoveryCounts{
 			Device: label, Timeouts: c.EventCount(nvme.EventTimeout), Aborts: c.EventCount(nvme.EventAbort),
-			Resets: c.Resets(), Retries: c.Retries(), EventsDropped: dropped,
+			Resets: c.Resets(), Retries: c.Retries(), AsyncEvents: c.EventCount(nvme.EventAsyncEvent), EventsDropped: dropped,
 		}
 		rec.Counts = append(rec.Counts, counts)
-		if counts.Timeouts+counts.Aborts+counts.Resets > 0 || counts.Retries > 0 {
-			a.notice("%s: recovery events: %d timeouts, %d aborts, %d resets, %d retries",
-				label, counts.Timeouts, counts.Aborts, counts.Resets, counts.Retries)
+		if counts.Timeouts+counts.Aborts+counts.Resets+counts.AsyncEvents > 0 || counts.Retries > 0 {
+			a.notice("%s: recovery events: %d timeouts, %d aborts, %d resets, %d retries, %d async events",
+				label, counts.Timeouts, counts.Aborts, counts.Resets, counts.Retries, counts.AsyncEvents)
 		}
 	}
 	if len(rec.Events) == 0 && !a.recovery.recover && a.recovery.io == 0 && a.recovery.retries == 0 {

@@ -104,3 +104,27 @@ func TestE2EHealthBeforeAndAfter(t *testing.T) {
 		t.Errorf("text report with --health (exit %d):\n%s", r.code, r.stdout)
 	}
 }
+
+// An asynchronous event the drive raises during the run is recorded, and the health
+// difference shows its critical warning, in the text report too.
+func TestE2EAsyncEventRecorded(t *testing.T) {
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "2", "-r", sim("nssize:16m aerafter:300ms"), "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	found := false
+	for _, e := range d.Events {
+		found = found || e.Kind == "async_event" && strings.Contains(e.Details, "SMART")
+	}
+	if !found || len(d.Recovery) != 1 || d.Recovery[0].AsyncEvents != 1 {
+		t.Errorf("events %+v, recovery %+v: want the SMART event", d.Events, d.Recovery)
+	}
+	if len(d.Health) != 1 || d.Health[0].Difference == nil || d.Health[0].Difference.NewCriticalWarnings != 0x02 {
+		t.Errorf("health %+v: want the new temperature warning", d.Health)
+	}
+	r = runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "2", "-r", sim("nssize:16m aerafter:300ms"))
+	if r.code != 0 || !strings.Contains(r.stdout, "NEW CRITICAL WARNINGS 0x02") || !strings.Contains(r.stdout, "1 async events") {
+		t.Errorf("text report (exit %d):\n%s", r.code, r.stdout)
+	}
+}
