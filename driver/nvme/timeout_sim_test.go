@@ -8,6 +8,7 @@ import (
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
 	"github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
+	"github.com/nvmeperf/nvmeperf/driver/target"
 )
 
 // attachWith attaches a driver with opts to a fresh simulator.
@@ -157,4 +158,40 @@ func TestSimUnabortableCommandFailsController(t *testing.T) {
 		t.Errorf("simulator saw %+v, want one Abort that aborted nothing", rs)
 	}
 	dev.Faults().Clear()
+}
+
+// Timeouts, recovery, retries and asynchronous events cost the I/O path no allocation.
+func TestSimRecoveryOptionsAllocateNothing(t *testing.T) {
+	_, c := attachWith(t, nvme.Options{Recovery: nvme.RecoveryOptions{
+		IOTimeout: 100 * time.Millisecond, Recover: true, Retries: 4, AsyncEvents: true}})
+	h := &resubmit{}
+	q := openTarget(t, c, target.QueueConfig{Depth: 16, IOSize: 4096, Handler: h})
+	h.q = q
+	reqs := make([]target.Request, 16)
+	for i := range reqs {
+		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) * 4096, Length: 4096, Buf: i}
+		if err := q.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past several timeout ticks (25 ms each), so scans run inside the measured polls
+	// too. (Whether a loaded machine lets a command time out is not what this checks.)
+	start := time.Now()
+	for time.Since(start) < 200*time.Millisecond {
+		if _, err := q.Poll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(5000, func() {
+		if _, err := q.Poll(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		if n := c.EventCount(nvme.EventTimeout); n > 0 {
+			// A stall of the machine let a command time out: its event allocates.
+			t.Skipf("%d commands timed out on a stalled machine; allocation not measurable", n)
+		}
+		t.Errorf("Poll with recovery options allocates %.2f times per call", allocs)
+	}
 }
