@@ -109,6 +109,15 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 // It also takes the "before" health snapshot of every userspace NVMe controller.
 func (a *app) recoveryConfig(cfg *workload.Config, targets []target.Target) {
 	a.snapshotBefore(targets)
+	kernel := 0
+	for _, t := range targets {
+		if _, ok := t.(*nvme.NamespaceTarget); !ok {
+			kernel++
+		}
+	}
+	if kernel > 0 && (a.recovery.io > 0 || a.recovery.recover || a.opts.set("retries")) {
+		a.notice("--io-timeout, --recover and --retries apply to userspace NVMe controllers only; kernel devices and files get the kernel's own handling")
+	}
 	if a.recovery.io == 0 {
 		return
 	}
