@@ -16,6 +16,7 @@ const (
 	EventReset      = "reset"
 	EventRetry      = "retry"
 	EventAsyncEvent = "async_event"
+	EventErrorLog   = "error_log"
 )
 
 // Event is one thing the driver did or saw on a device (JSON "events").

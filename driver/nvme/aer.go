@@ -2,7 +2,9 @@ package nvme
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nvmeperf/nvmeperf/driver/bus"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
@@ -33,7 +35,18 @@ type aerState struct {
 	outstanding int
 	pending     []uint32 // completions' DW0 not yet handled
 	stop, done  chan struct{}
+	// errorLog is set when an I/O completion had the More bit: the poller then reads
+	// the Error Information log.
+	errorLog       atomic.Bool
+	lastErrorCount uint64 // newest error log entry recorded; the poller's
 }
+
+// errorLogEntries is how many Error Information log entries the poller reads.
+const errorLogEntries = 4
+
+// wantErrorLog asks the poller to read the Error Information log (a completion set
+// More). Cheap and safe from any goroutine.
+func (c *Controller) wantErrorLog() { c.aer.errorLog.Store(true) }
 
 type aerCallback struct{ c *Controller }
 
@@ -98,6 +111,9 @@ func (c *Controller) pollAsyncEvents() {
 	c.adminMu.Unlock()
 	for _, dw0 := range events {
 		c.handleAsyncEvent(dw0)
+	}
+	if c.aer.errorLog.Swap(false) {
+		c.recordErrorLog()
 	}
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
@@ -165,4 +181,35 @@ func (c *Controller) readLogPage(lid uint8, size int) error {
 		return fmt.Errorf("nvme: reading log page %#02x: %w", lid, err)
 	}
 	return nil
+}
+
+// recordErrorLog reads the newest Error Information log entries and records each
+// non-empty one it has not recorded before as an error_log event.
+func (c *Controller) recordErrorLog() {
+	var entries [errorLogEntries]spec.ErrorLogEntry
+	c.adminMu.Lock()
+	clear(c.scratch.Bytes)
+	numd := uint32(len(entries)*spec.ErrorLogEntrySize/4 - 1)
+	cmd := spec.Command{NSID: 0xFFFFFFFF, CDW10: spec.LogErrorInformation | (numd&0xFFFF)<<16, CDW11: numd >> 16}
+	cmd.SetOpcodeCID(uint8(spec.AdminGetLogPage), 0)
+	_, err := c.adminLocked(&cmd, c.scratch.Slice(0, len(entries)*spec.ErrorLogEntrySize))
+	if err == nil {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&entries[0])), len(entries)*spec.ErrorLogEntrySize), c.scratch.Bytes)
+	}
+	c.adminMu.Unlock()
+	if err != nil {
+		c.rec.note(Event{Kind: EventErrorLog, Detail: "reading the error information log failed: " + err.Error()})
+		return
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.ErrorCount == 0 || e.ErrorCount <= c.aer.lastErrorCount {
+			continue
+		}
+		c.rec.note(Event{Kind: EventErrorLog, QID: e.SQID, CID: e.CID, Detail: fmt.Sprintf(
+			"error %d: %v, LBA %d, NSID %d", e.ErrorCount, e.StatusField(), e.LBA, e.NSID)})
+	}
+	for i := range entries {
+		c.aer.lastErrorCount = max(c.aer.lastErrorCount, entries[i].ErrorCount)
+	}
 }

@@ -37,7 +37,7 @@ type Options struct {
 	// a failure. nil means the Registers or the Allocator passed to Attach, if either
 	// implements bus.Quiescer.
 	Quiescer bus.Quiescer
-	// Recovery sets command timeouts (recovery.go, timeout.go).
+	// Recovery: command timeouts, resets, retries, asynchronous events (docs/recovery.md).
 	Recovery RecoveryOptions
 }
 

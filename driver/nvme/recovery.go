@@ -51,6 +51,7 @@ const (
 	EventReset      EventKind = "reset"       // the controller was reset, or a reset failed
 	EventRetry      EventKind = "retry"       // a failed command was sent again
 	EventAsyncEvent EventKind = "async_event" // the controller reported an asynchronous event
+	EventErrorLog   EventKind = "error_log"   // an Error Information log entry (a completion set More)
 )
 
 // Event is one recovery-related happening on a controller.

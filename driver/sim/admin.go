@@ -280,7 +280,7 @@ func (c *Controller) getLogPage(cmd *spec.Command) spec.Status {
 	case spec.LogSMARTHealth:
 		c.fillSMART(buf)
 	case spec.LogErrorInformation:
-		// No errors are ever logged: all entries are zero.
+		c.fillErrorLog(buf) // injected failures with Faults.SetErrorLog; else empty
 	case LogChangedNamespaces:
 		// An empty list: RaiseAsyncEvent names no namespace.
 	default:
@@ -292,6 +292,8 @@ func (c *Controller) getLogPage(cmd *spec.Command) spec.Status {
 func (c *Controller) fillSMART(dst []byte) {
 	var log spec.SMARTLog
 	log.CriticalWarning = uint8(c.rec.criticalWarning.Load()) // RaiseAsyncEvent
+	spec.SetCounter128(&log.ErrorLogEntries, c.rec.errorCount.Load())
+	spec.SetCounter128(&log.MediaErrors, c.rec.mediaErrors.Load())
 	binary.LittleEndian.PutUint16(log.Temperature[:], temperatureK)
 	log.AvailableSpare = 100
 	log.AvailableSpareThresh = 10

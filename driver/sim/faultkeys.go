@@ -27,6 +27,9 @@ type FaultConfig struct {
 	// AsyncEventAfter raises a SMART / Health temperature asynchronous event this long
 	// after the controller is created (aerafter); 0 = off.
 	AsyncEventAfter time.Duration
+	// ErrorLog makes injected failures set More and fill the Error Information log
+	// (failmore:1; Faults.SetErrorLog).
+	ErrorLog bool
 }
 
 // failStatusNames are the failstatus values besides SCT/SC numbers.
@@ -92,6 +95,15 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 			return true, badValue(key, val, "read-error, write-fault, internal, lba-range, invalid-field, hang, or SCT/SC such as 2/0x81")
 		}
 		f.Status = spec.MakeStatus(spec.StatusCodeType(t), uint8(c))
+	case "failmore":
+		switch val {
+		case "1", "true":
+			f.ErrorLog = true
+		case "0", "false":
+			f.ErrorLog = false
+		default:
+			return true, badValue(key, val, "1 or 0")
+		}
 	case "faildelay", "fatalafter", "removeafter", "aerafter":
 		d, err := time.ParseDuration(val)
 		if err != nil || d < 0 || d > time.Minute {
@@ -146,6 +158,7 @@ func (c *Controller) armFaults() error {
 	if f.FatalAfter > 0 {
 		c.fatalTimer = time.AfterFunc(f.FatalAfter, c.faults.SetFatal)
 	}
+	c.faults.SetErrorLog(f.ErrorLog)
 	if f.AsyncEventAfter > 0 {
 		c.rec.aerTimer = time.AfterFunc(f.AsyncEventAfter, func() {
 			c.RaiseAsyncEvent(AsyncEventSMART, AsyncInfoTemperature, spec.LogSMARTHealth)

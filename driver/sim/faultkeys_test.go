@@ -101,3 +101,13 @@ func TestFailStatusHang(t *testing.T) {
 		t.Errorf("armed status %v, want the hang marker", got)
 	}
 }
+
+func TestFailMoreKey(t *testing.T) {
+	cfg, err := ParseOptions(map[string]string{"failmore": "1", "aerafter": "1s"})
+	if err != nil || !cfg.Faults.ErrorLog || cfg.Faults.AsyncEventAfter != time.Second {
+		t.Fatalf("faults %v, %v", cfg.Faults, err)
+	}
+	if _, err := ParseOptions(map[string]string{"failmore": "yes"}); err == nil || !strings.Contains(err.Error(), `key "failmore"`) {
+		t.Errorf("failmore:yes gave %v", err)
+	}
+}

@@ -110,6 +110,7 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 				c.hold(sq, cmd)
 				return
 			}
+			fst = c.logInjected(sq, cmd, fst) // recovery.go
 			c.complete(sq, cmd, fst, 0, c.delayed(armed, 0))
 			return
 		}

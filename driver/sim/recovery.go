@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 )
@@ -36,6 +37,50 @@ type recoveryState struct {
 	criticalWarning atomic.Uint32
 	eventsPosted    atomic.Uint64
 	aerTimer        *time.Timer
+
+	// Error Information log of injected failures (Faults.SetErrorLog), newest last;
+	// belongs to the device thread, counters readable from anywhere.
+	errorLog    []spec.ErrorLogEntry
+	errorCount  atomic.Uint64
+	mediaErrors atomic.Uint64
+	logInjected atomic.Bool
+}
+
+// errorLogDepth is how many Error Information log entries the simulator keeps.
+const errorLogDepth = 64
+
+// SetErrorLog makes injected failures (FailNthIO, FailLBARange) set the More bit of
+// their status and add an entry to the Error Information log, which also counts them in
+// the SMART log's error log entries (and media errors, for media status codes).
+func (f *Faults) SetErrorLog(on bool) { f.errorLog.Store(on) }
+
+// logInjected records an injected failure of cmd on sq in the error log when
+// SetErrorLog is on, and returns the status to post.
+func (c *Controller) logInjected(sq *submissionQueue, cmd *spec.Command, st spec.Status) spec.Status {
+	if !c.faults.errorLog.Load() {
+		return st
+	}
+	n := c.rec.errorCount.Add(1)
+	if st.SCT() == spec.SCTMediaDataIntegrity {
+		c.rec.mediaErrors.Add(1)
+	}
+	st = st.WithMore()
+	e := spec.ErrorLogEntry{ErrorCount: n, SQID: sq.id, CID: cmd.CID(), Status: uint16(st) << 1, NSID: cmd.NSID, LBA: cmd.SLBA(),
+		ParamErrorLoc: 0xFFFF}
+	if len(c.rec.errorLog) == errorLogDepth {
+		copy(c.rec.errorLog, c.rec.errorLog[1:])
+		c.rec.errorLog = c.rec.errorLog[:errorLogDepth-1]
+	}
+	c.rec.errorLog = append(c.rec.errorLog, e)
+	return st
+}
+
+// fillErrorLog writes the error log, newest entry first, as the log page returns it.
+func (c *Controller) fillErrorLog(dst []byte) {
+	for i := 0; i < len(c.rec.errorLog) && (i+1)*spec.ErrorLogEntrySize <= len(dst); i++ {
+		e := c.rec.errorLog[len(c.rec.errorLog)-1-i]
+		copy(dst[i*spec.ErrorLogEntrySize:], unsafe.Slice((*byte)(unsafe.Pointer(&e)), spec.ErrorLogEntrySize))
+	}
 }
 
 // faultAsyncEvent tells the device thread that RaiseAsyncEvent queued an event. It

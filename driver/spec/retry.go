@@ -37,3 +37,33 @@ func (id *IdentifyController) SetCRDT(n int, v uint16) {
 func (id *IdentifyController) bytes() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(id)), IdentifyDataSize)
 }
+
+// ErrorLogEntry is one entry of the Error Information log page (log 01h; NVMe Base 2.0,
+// figure 206).
+type ErrorLogEntry struct {
+	ErrorCount     uint64   // 0: unique, increasing; 0 = empty entry
+	SQID           uint16   // 8
+	CID            uint16   // 10
+	Status         uint16   // 12: status field (bits 15:1) and phase tag (bit 0)
+	ParamErrorLoc  uint16   // 14
+	LBA            uint64   // 16
+	NSID           uint32   // 24
+	VendorInfo     uint8    // 28
+	TRType         uint8    // 29
+	_              [2]byte  // 30
+	CmdSpecific    uint64   // 32
+	TRTypeSpecific uint16   // 40
+	_              [22]byte // 42
+}
+
+// ErrorLogEntrySize is the size of one Error Information log entry.
+const ErrorLogEntrySize = 64
+
+var _ [ErrorLogEntrySize]byte = [unsafe.Sizeof(ErrorLogEntry{})]byte{}
+
+// StatusField is the entry's status without the phase tag.
+func (e *ErrorLogEntry) StatusField() Status { return Status(e.Status >> 1) }
+
+// WithMore returns s with its More bit set: the Error Information log has more about
+// the command.
+func (s Status) WithMore() Status { return s | 1<<13 }
