@@ -198,6 +198,7 @@ func (a *app) recoveryAfter(meta *report.Meta) {
 	}
 	rec := &report.Recovery{}
 	for _, c := range a.recovery.ctrls {
+		c.PollEvents() // events of the last moments, before the report
 		label := a.recovery.labels[c]
 		h := report.DeviceHealth{Device: label, Before: a.recovery.before[c], Error: a.recovery.errs[c]}
 		if s, err := healthSnapshot(c); err != nil {

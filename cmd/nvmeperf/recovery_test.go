@@ -128,3 +128,24 @@ func TestE2EAsyncEventRecorded(t *testing.T) {
 		t.Errorf("text report (exit %d):\n%s", r.code, r.stdout)
 	}
 }
+
+// An injected failure with More set is looked up in the Error Information log, and the
+// health difference counts it as a media error.
+func TestE2EErrorLogOnMore(t *testing.T) {
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "1", "-Q",
+		"-r", sim("nssize:16m failnth:10 failmore:1"), "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	found := false
+	for _, e := range d.Events {
+		found = found || e.Kind == "error_log" && strings.Contains(e.Details, "error 1: unrecovered read error")
+	}
+	if !found {
+		t.Errorf("no error_log event in %+v", d.Events)
+	}
+	if len(d.Health) != 1 || d.Health[0].Difference == nil || d.Health[0].Difference.MediaErrors != 1 || d.Health[0].Difference.ErrorLogEntries != 1 {
+		t.Errorf("health %+v: want one media error and one error log entry", d.Health)
+	}
+}

@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -38,7 +39,16 @@ type aerState struct {
 	// errorLog is set when an I/O completion had the More bit: the poller then reads
 	// the Error Information log.
 	errorLog       atomic.Bool
-	lastErrorCount uint64 // newest error log entry recorded; the poller's
+	pollMu         sync.Mutex // one pollAsyncEvents at a time (poller, PollEvents)
+	lastErrorCount uint64     // newest error log entry recorded, under pollMu
+}
+
+// PollEvents handles asynchronous events and error log reads now instead of at the
+// poller's next tick, so that a report made at the end of a run sees them all.
+func (c *Controller) PollEvents() {
+	if c.aer.stop != nil {
+		c.pollAsyncEvents()
+	}
 }
 
 // errorLogEntries is how many Error Information log entries the poller reads.
@@ -97,6 +107,8 @@ func (c *Controller) aerLoop() {
 
 // pollAsyncEvents reaps AER completions, handles the events and tops the requests up.
 func (c *Controller) pollAsyncEvents() {
+	c.aer.pollMu.Lock()
+	defer c.aer.pollMu.Unlock()
 	if c.rec.resetting.Load() || c.Err() != nil {
 		return
 	}
