@@ -9,7 +9,7 @@ import (
 // A command the device swallows is aborted after --io-timeout; with -Q the run ends
 // normally with that one error counted.
 func TestE2EHungCommandIsAborted(t *testing.T) {
-	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "2", "-Q", "--io-timeout", "300ms",
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "3", "-Q", "--io-timeout", "1s",
 		"-r", sim("nssize:16m failnth:100 failstatus:hang"), "--output-format", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)

@@ -58,7 +58,8 @@ func pollUntil(t *testing.T, q *nvme.QPair, what string, done func() bool) error
 }
 
 func TestSimHungCommandIsAborted(t *testing.T) {
-	dev, c := attachWith(t, nvme.Options{Recovery: nvme.RecoveryOptions{IOTimeout: 200 * time.Millisecond}})
+	// A timeout well above what a loaded machine's simulator takes for a command.
+	dev, c := attachWith(t, nvme.Options{Recovery: nvme.RecoveryOptions{IOTimeout: time.Second}})
 	q, err := c.NewIOQPair(nvme.QPairOptions{Entries: 16})
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +92,8 @@ func TestSimHungCommandIsAborted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("poll failed instead of aborting the hung command: %v", err)
 	}
-	if took := time.Since(start); took < 200*time.Millisecond {
-		t.Errorf("the hung command ended after %v, before its 200ms timeout", took)
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("the hung command ended after %v, before its 1s timeout", took)
 	}
 	for i := range ws {
 		st := ws[i].cpl.StatusField()
@@ -163,7 +164,7 @@ func TestSimUnabortableCommandFailsController(t *testing.T) {
 // Timeouts, recovery, retries and asynchronous events cost the I/O path no allocation.
 func TestSimRecoveryOptionsAllocateNothing(t *testing.T) {
 	_, c := attachWith(t, nvme.Options{Recovery: nvme.RecoveryOptions{
-		IOTimeout: 100 * time.Millisecond, Recover: true, Retries: 4, AsyncEvents: true}})
+		IOTimeout: 4 * time.Second, Recover: true, Retries: 4, AsyncEvents: true}})
 	h := &resubmit{}
 	q := openTarget(t, c, target.QueueConfig{Depth: 16, IOSize: 4096, Handler: h})
 	h.q = q
@@ -174,10 +175,11 @@ func TestSimRecoveryOptionsAllocateNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Past several timeout ticks (25 ms each), so scans run inside the measured polls
-	// too. (Whether a loaded machine lets a command time out is not what this checks.)
+	// Past a timeout tick (1 s), so the tick clock has been read and a scan has run. A
+	// timeout long enough that no command of a healthy controller meets it, even on a
+	// loaded machine: a timed-out command would rightly allocate for its event.
 	start := time.Now()
-	for time.Since(start) < 200*time.Millisecond {
+	for time.Since(start) < 1500*time.Millisecond {
 		if _, err := q.Poll(); err != nil {
 			t.Fatal(err)
 		}
@@ -188,10 +190,6 @@ func TestSimRecoveryOptionsAllocateNothing(t *testing.T) {
 		}
 	})
 	if allocs != 0 {
-		if n := c.EventCount(nvme.EventTimeout); n > 0 {
-			// A stall of the machine let a command time out: its event allocates.
-			t.Skipf("%d commands timed out on a stalled machine; allocation not measurable", n)
-		}
 		t.Errorf("Poll with recovery options allocates %.2f times per call", allocs)
 	}
 }
