@@ -52,8 +52,10 @@ func TestE2ETimeoutFlagsAreChecked(t *testing.T) {
 // A controller that fails during warm-up is reset with --recover; the measured phase
 // after it does I/O and sees no error.
 func TestE2ERecoverAfterFatalStatus(t *testing.T) {
-	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-a", "2", "-t", "1", "-Q", "--recover",
-		"-r", sim("nssize:16m fatalafter:300ms"), "--output-format", "json")
+	// fatalafter counts from the controller's creation: 1 s leaves a loaded machine
+	// time to open the queues first; the 3 s warm-up covers the failure and the reset.
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-a", "3", "-t", "1", "-Q", "--recover",
+		"-r", sim("nssize:16m fatalafter:1s"), "--output-format", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
