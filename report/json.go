@@ -88,6 +88,8 @@ type Meta struct {
 	Config      Config
 	// Percentiles to report in every stats block; nil means DefaultPercentiles.
 	Percentiles []float64
+	// Recovery holds events, recovery counts and health snapshots (recovery.go).
+	Recovery *Recovery
 }
 
 // Host describes the machine that ran the benchmark.
@@ -134,6 +136,12 @@ type Document struct {
 	// holds the median and 95% confidence interval of each metric over them.
 	Repetitions     []Repetition        `json:"repetitions,omitempty"`
 	RepetitionStats map[string]Estimate `json:"repetition_stats,omitempty"`
+
+	// Events, Recovery and Health (recovery.go): what the driver did to keep devices
+	// going and the devices' SMART / Health view before and after the run.
+	Events   []Event          `json:"events,omitempty"`
+	Recovery []RecoveryCounts `json:"recovery,omitempty"`
+	Health   []DeviceHealth   `json:"health,omitempty"`
 
 	// Merge (nvmeperf merge): how the sources were combined, and the sources' own
 	// documents unchanged.
@@ -351,6 +359,9 @@ func Build(meta Meta, res workload.Result, status string) Document {
 	}
 	for i, w := range res.Workers {
 		d.Workers = append(d.Workers, WorkerReport{Worker: i, Core: w.Core, IOs: w.IOs, CPU: cpuOf(w)})
+	}
+	if r := meta.Recovery; r != nil { // recovery.go
+		d.Events, d.Recovery, d.Health = r.Events, r.Counts, r.Health
 	}
 	d.Config.Cores = nonNil(d.Config.Cores)
 	d.Config.Targets = nonNil(d.Config.Targets)

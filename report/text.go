@@ -19,6 +19,8 @@ type TextOptions struct {
 	LatencySummary bool // -L: percentiles at SPDK's cutoffs per job
 	Buckets        bool // -LL: additionally the latency histogram per job
 	Mixed          bool // read and write rows (and sections) besides the merged ones
+	// Recovery, when set, adds a summary of recovery events and health (recovery.go).
+	Recovery *Recovery
 }
 
 // SPDK perf's percentile cutoffs for the latency summary.
@@ -47,6 +49,7 @@ const (
 func WriteText(w io.Writer, res workload.Result, opts TextOptions) error {
 	var b strings.Builder
 	writeText(&b, res, opts)
+	writeRecoveryText(&b, opts.Recovery)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("report: write text: %w", err)
 	}

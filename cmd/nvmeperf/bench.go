@@ -39,6 +39,9 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	if err := a.compatBefore(); err != nil {
 		return err
 	}
+	if err := a.recoveryBefore(); err != nil { // recovery.go
+		return err
+	}
 	allowed := allowedCPUs()
 	p, err := a.opts.validate(allowed)
 	if err != nil {
@@ -105,6 +108,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}
 
 	cfg := p.cfg
+	a.recoveryConfig(&cfg, targets) // recovery.go
 	if a.opts.set("number-ios") {
 		// spdk_nvme_perf's -d counts I/Os per namespace per core; the engine takes a
 		// total that it splits evenly over the jobs.
@@ -145,6 +149,7 @@ func (a *app) bench(_ *cobra.Command, args []string) error {
 	}
 	if ran {
 		finish(res)
+		a.recoveryAfter(&meta) // recovery.go
 	}
 	if cfg.Progress != nil && isTerminal(a.stderr) {
 		fmt.Fprint(a.stderr, "\r\033[K")
@@ -202,6 +207,7 @@ func (a *app) writeReportTo(meta report.Meta, p *plan, res workload.Result, v re
 	} else {
 		err = report.WriteText(w, res, report.TextOptions{
 			LatencySummary: p.latency >= 1, Buckets: p.latency >= 2, Mixed: p.cfg.Pattern.Mixed(),
+			Recovery: a.recoveryText(meta), // recovery.go
 		})
 		if err == nil {
 			err = a.writeJSONSide(meta, p, res, v)
@@ -246,6 +252,7 @@ func (a *app) writeFailureJSON(v report.Verdict) {
 func (a *app) openTargets(p *plan, ids []trid.ID, paths []string, fileSize int64) ([]target.Target, error) {
 	dopts := driver.Options{SimCPUs: simCPUs(p.cores)}
 	a.compatDriverOptions(&dopts)
+	a.recoveryDriverOptions(&dopts) // recovery.go
 	if len(ids) == 0 && len(paths) == 0 {
 		var err error
 		if ids, err = a.defaultTargets(); err != nil {

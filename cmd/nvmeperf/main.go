@@ -82,6 +82,8 @@ type app struct {
 	status  int
 	root    *cobra.Command
 
+	recovery recoveryOpts // command timeouts (recovery.go)
+
 	guard         *blockdev.Guard // what may be written, knowing the targets
 	out           *os.File        // --output, opened and checked before the targets
 	outCreated    bool            // this run created --output
@@ -192,6 +194,7 @@ built-in simulated controller when the machine has no NVMe at all.`,
 	a.addResultsFlags(f)
 	a.registerClusterFlags(f)
 	a.registerPerfFlags(f)
+	a.registerRecoveryFlags(f)
 	o.set = func(name string) bool { return f.Changed(name) }
 	root.AddCommand(a.listCommand(), a.verifyImageCommand())
 	root.AddCommand(a.sweepCommand(), a.compareCommand(), a.mergeCommand(), a.reportCommand())

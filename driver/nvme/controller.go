@@ -40,6 +40,8 @@ type Options struct {
 	// a failure. nil means the Registers or the Allocator passed to Attach, if either
 	// implements bus.Quiescer.
 	Quiescer bus.Quiescer
+	// Recovery: command timeouts, resets, retries, asynchronous events (docs/recovery.md).
+	Recovery RecoveryOptions
 }
 
 func (o *Options) defaults() {
@@ -107,6 +109,9 @@ type Controller struct {
 	dmaMu    sync.Mutex
 	deferred []bus.Buffer
 	safe     bool
+
+	rec recoveryState // timeouts, aborts, resets (recovery.go)
+	aer aerState      // asynchronous events (aer.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
@@ -135,6 +140,7 @@ func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, e
 		// memory goes.
 		return nil, errors.Join(err, c.teardown(false))
 	}
+	c.startAsyncEvents() // aer.go
 	return c, nil
 }
 
@@ -401,6 +407,9 @@ func (c *Controller) checkAlive() error {
 	if err := safeRead(func() { csts = spec.CSTS(c.regs.Read32(spec.RegCSTS)) }); err != nil {
 		return c.markFailed(err) // already ErrFailed: wrapping again would say it twice
 	}
+	if c.rec.resetting.Load() {
+		return nil // recovery.go: a reset is under way; what CSTS says now is its doing
+	}
 	switch {
 	case csts == 0xFFFFFFFF:
 		return c.markFailed(fmt.Errorf("%w: registers read as all ones (device removed or not responding)", ErrFailed))
@@ -620,6 +629,7 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 // the transport's DMA before any memory the controller could reach is freed.
 // A second Detach does nothing.
 func (c *Controller) Detach() error {
+	c.stopAsyncEvents() // aer.go
 	c.qidMu.Lock()
 	if c.detached {
 		c.qidMu.Unlock()

@@ -88,6 +88,11 @@ type Completer interface {
 // after Identify Controller. With Options.KeepAlive it sends Keep Alive every half
 // of it until Detach.
 func AttachFabric(f Fabric, opts Options) (*Controller, error) {
+	if r := opts.Recovery; r.IOTimeout > 0 || r.Recover || r.Retries > 0 {
+		// Timeouts, resets and retries live in the memory-ring poll path; a fabric
+		// queue would silently ignore them.
+		return nil, errors.Join(fmt.Errorf("nvme: %s: --io-timeout, --recover and --retries are not supported over fabrics yet (docs/recovery.md)", f.Name()), f.Close())
+	}
 	opts.defaults()
 	c := &Controller{dma: f, fabric: f, opts: opts, open: map[*QPair]struct{}{}, pageSize: bus.PageSize}
 	c.regs = fabricProperties{c}

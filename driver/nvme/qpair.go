@@ -51,6 +51,9 @@ type request struct {
 	cid    uint16     // index | generation<<QPair.cidShift
 	active bool       // submitted, not completed
 	placed bool       // in the SQ (not in the software queue), not completed
+
+	tick, abortTick uint32 // timeout.go: submission tick; tick of its Abort, 0 = none
+	retries         uint8  // retry.go: times this command was resubmitted
 }
 
 // healthCheckInterval is how long a queue pair with commands outstanding waits for a
@@ -102,6 +105,10 @@ type QPair struct {
 	// the memory rings above.
 	fabric    FabricQueue
 	completer fabricCompleter
+
+	tmo   timeoutState   // timeout.go
+	rcv   reconnectState // recovery.go
+	retry retryState     // retry.go
 }
 
 // QPairStats counts what a queue pair did; handy to show batching at work.
@@ -189,6 +196,9 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	if m, ok := c.regs.(*bus.MMIO); ok {
 		q.sqDB, q.cqDB = m.Reg32(q.sqDBOff), m.Reg32(q.cqDBOff)
 	}
+	q.initTimeout()  // timeout.go
+	q.initRecovery() // recovery.go
+	q.initRetry()    // retry.go
 	return q, nil
 }
 
@@ -278,6 +288,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	q.free = q.free[:n-1]
 	r.cb, r.arg, r.active = cb, arg, true
+	r.tick, r.abortTick, r.retries = q.tmo.tick, 0, 0 // timeout.go, retry.go
 	q.stats.Submitted++
 	if q.swqCount > 0 || !q.roomInSQ() {
 		q.swq[(q.swqHead+q.swqCount)%len(q.swq)] = idx
@@ -351,6 +362,14 @@ func (q *QPair) afterPlace() error {
 // with an aborted status. A register access that faults (a removed device) fails the
 // queue pair instead of killing the process.
 func (q *QPair) Poll() (n int, err error) {
+	if q.rcv.on { // recovery.go
+		return q.pollRecovering()
+	}
+	return q.pollGuarded()
+}
+
+// pollGuarded is Poll with register faults turned into a failure.
+func (q *QPair) pollGuarded() (n int, err error) {
 	if q.failed != nil {
 		return 0, q.failed
 	}
@@ -395,6 +414,10 @@ func (q *QPair) poll() (n int, err error) {
 			// all, whatever the last SQHD said.
 			q.sqHead = q.sqTail
 		}
+		if q.retry.max > 0 && q.retryOnError(idx, cpl) { // retry.go
+			n++ // reaped: the CQ head doorbell must move on
+			continue
+		}
 		r := &q.reqs[idx]
 		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
@@ -430,6 +453,11 @@ func (q *QPair) poll() (n int, err error) {
 					return 0, q.fail(err)
 				}
 			}
+		}
+	}
+	if q.tmo.limit > 0 || len(q.retry.delayed) > 0 { // timeout.go, retry.go
+		if err := q.timeoutPoll(); err != nil {
+			return n, err
 		}
 	}
 	if q.sqTail != q.lastRungTail {

@@ -233,6 +233,9 @@ func (q *nsQueue) CommandDone(arg any, cpl *spec.Completion) {
 	p := arg.(*parentIO)
 	p.inflight--
 	if st := cpl.StatusField(); !st.OK() {
+		if st.More() {
+			q.ns.ctrl.wantErrorLog() // aer.go
+		}
 		if err := q.qp.Err(); err != nil {
 			p.fail(err)
 		} else if p.err == nil {

@@ -40,6 +40,9 @@ func (c *Controller) buildIdentifyController() []byte {
 	id.ONCS = spec.ONCSDatasetManagement | spec.ONCSWriteZeroes
 	id.VWC = 0
 	id.SGLS = 0
+	for i, v := range commandRetryDelays {
+		id.SetCRDT(i+1, v)
+	}
 	spec.SetString(id.SUBNQN[:], "nqn.2024-01.io.nvmeperf:sim")
 	out := make([]byte, spec.IdentifyDataSize)
 	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(&id)), spec.IdentifyDataSize))
@@ -90,15 +93,12 @@ func (c *Controller) admin(sq *submissionQueue, cmd *spec.Command) {
 	case spec.AdminGetLogPage:
 		st = c.getLogPage(cmd)
 	case spec.AdminAbort:
-		dw0 = 1 // bit 0: command not aborted
+		dw0 = c.abort(cmd) // recovery.go
 	case spec.AdminKeepAlive:
 	case spec.AdminAsyncEventRequest:
-		if c.aers >= asyncEventMax {
-			st = specific(spec.SCAsyncEventLimitExceeded)
-			break
+		if st = c.holdAER(sq, cmd); st == spec.StatusSuccess {
+			return // held until an event (recovery.go); a reset drops it
 		}
-		c.aers++ // held: the simulator raises no events; a reset drops it
-		return
 	default:
 		st = generic(spec.SCInvalidOpcode)
 	}
@@ -203,6 +203,7 @@ func (c *Controller) deleteSQ(cmd *spec.Command) spec.Status {
 	c.timers.removeSQ(sq, func(p pending) {
 		c.post(sq, p.cid, generic(spec.SCAbortedSQDeletion), 0)
 	})
+	c.releaseHeld(sq, true)
 	sq.cq.sqs--
 	sq.pin.Add(-1)
 	c.sqs[qid] = nil
@@ -279,7 +280,9 @@ func (c *Controller) getLogPage(cmd *spec.Command) spec.Status {
 	case spec.LogSMARTHealth:
 		c.fillSMART(buf)
 	case spec.LogErrorInformation:
-		// No errors are ever logged: all entries are zero.
+		c.fillErrorLog(buf) // injected failures with Faults.SetErrorLog; else empty
+	case LogChangedNamespaces:
+		// An empty list: RaiseAsyncEvent names no namespace.
 	default:
 		return specific(spec.SCInvalidLogPage)
 	}
@@ -288,6 +291,9 @@ func (c *Controller) getLogPage(cmd *spec.Command) spec.Status {
 
 func (c *Controller) fillSMART(dst []byte) {
 	var log spec.SMARTLog
+	log.CriticalWarning = uint8(c.rec.criticalWarning.Load()) // RaiseAsyncEvent
+	spec.SetCounter128(&log.ErrorLogEntries, c.rec.errorCount.Load())
+	spec.SetCounter128(&log.MediaErrors, c.rec.mediaErrors.Load())
 	binary.LittleEndian.PutUint16(log.Temperature[:], temperatureK)
 	log.AvailableSpare = 100
 	log.AvailableSpareThresh = 10

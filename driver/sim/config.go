@@ -297,7 +297,7 @@ func (cfg *Config) set(key, val string) error {
 		}
 		cfg.CPUs = cpus
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore)", key)
 	}
 	return nil
 }

@@ -99,6 +99,8 @@ type Controller struct {
 	fatalTimer  *time.Timer // fatalafter fault
 	removeTimer *time.Timer // removeafter fault
 	removed     bool        // Remove was called: BAR0 is inaccessible
+
+	rec recoveryState // held commands and recovery counters (recovery.go)
 }
 
 // New validates cfg, maps BAR0 and the data store, and starts the device thread.
@@ -354,6 +356,9 @@ func (c *Controller) setCSTS(s spec.CSTS) {
 func (c *Controller) control() int {
 	work := 0
 	armed := c.faults.armed.Load()
+	if armed&faultAsyncEvent != 0 && c.enabled && c.readyAt == 0 && !c.fatal {
+		work += c.deliverAsyncEvents() // recovery.go
+	}
 	if armed&faultFatal != 0 {
 		c.faults.armed.And(^faultFatal)
 		c.fatal = true
@@ -471,6 +476,7 @@ func (c *Controller) dropQueues() {
 	clear(c.timers)
 	c.timers = c.timers[:0]
 	c.aers = 0
+	c.releaseHeld(nil, false) // recovery.go: held commands go with their queues
 }
 
 // newCQ sets up completion queue id over device memory at addr, or returns nil when the

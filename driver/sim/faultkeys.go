@@ -18,11 +18,18 @@ type FaultConfig struct {
 	LBACount   uint64        // blocks in the failing range; 0 = off
 	LBANSID    uint32        // namespace of the failing range (failnsid, default 1)
 	Status     spec.Status   // status of failnth/faillba (failstatus, default unrecovered read error)
+	Hang       bool          // failstatus:hang: failnth's command never completes (HangNthIO)
 	Delay      time.Duration // extra latency on every I/O command (faildelay)
 	FatalAfter time.Duration // set CSTS.CFS this long after the controller is created (fatalafter); 0 = off
 	// RemoveAfter simulates surprise removal (Remove) this long after the controller is
 	// created (removeafter); 0 = off.
 	RemoveAfter time.Duration
+	// AsyncEventAfter raises a SMART / Health temperature asynchronous event this long
+	// after the controller is created (aerafter); 0 = off.
+	AsyncEventAfter time.Duration
+	// ErrorLog makes injected failures set More and fill the Error Information log
+	// (failmore:1; Faults.SetErrorLog).
+	ErrorLog bool
 }
 
 // failStatusNames are the failstatus values besides SCT/SC numbers.
@@ -73,6 +80,10 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 		}
 		f.LBANSID = uint32(n)
 	case "failstatus":
+		if val == "hang" {
+			f.Hang = true
+			break
+		}
 		if st, ok := failStatusNames[val]; ok {
 			f.Status = st
 			break
@@ -81,10 +92,19 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 		t, err1 := strconv.ParseUint(sct, 0, 3)
 		c, err2 := strconv.ParseUint(sc, 0, 8)
 		if !found || err1 != nil || err2 != nil || (t == 0 && c == 0) {
-			return true, badValue(key, val, "read-error, write-fault, internal, lba-range, invalid-field, or SCT/SC such as 2/0x81")
+			return true, badValue(key, val, "read-error, write-fault, internal, lba-range, invalid-field, hang, or SCT/SC such as 2/0x81")
 		}
 		f.Status = spec.MakeStatus(spec.StatusCodeType(t), uint8(c))
-	case "faildelay", "fatalafter", "removeafter":
+	case "failmore":
+		switch val {
+		case "1", "true":
+			f.ErrorLog = true
+		case "0", "false":
+			f.ErrorLog = false
+		default:
+			return true, badValue(key, val, "1 or 0")
+		}
+	case "faildelay", "fatalafter", "removeafter", "aerafter":
 		d, err := time.ParseDuration(val)
 		if err != nil || d < 0 || d > time.Minute {
 			return true, badValue(key, val, "a duration from 0 to 1m such as 500us or 2s")
@@ -94,6 +114,8 @@ func (cfg *Config) setFault(key, val string) (ok bool, err error) {
 			f.Delay = d
 		case "fatalafter":
 			f.FatalAfter = d
+		case "aerafter":
+			f.AsyncEventAfter = d
 		default:
 			f.RemoveAfter = d
 		}
@@ -110,7 +132,11 @@ func (c *Controller) armFaults() error {
 	if st == spec.StatusSuccess {
 		st = failStatusNames["read-error"]
 	}
-	if f.NthIO > 0 {
+	if f.NthIO > 0 && f.Hang {
+		if err := c.faults.HangNthIO(f.NthIO); err != nil {
+			return err
+		}
+	} else if f.NthIO > 0 {
 		if err := c.faults.FailNthIO(f.NthIO, st); err != nil {
 			return err
 		}
@@ -132,6 +158,12 @@ func (c *Controller) armFaults() error {
 	if f.FatalAfter > 0 {
 		c.fatalTimer = time.AfterFunc(f.FatalAfter, c.faults.SetFatal)
 	}
+	c.faults.SetErrorLog(f.ErrorLog)
+	if f.AsyncEventAfter > 0 {
+		c.rec.aerTimer = time.AfterFunc(f.AsyncEventAfter, func() {
+			c.RaiseAsyncEvent(AsyncEventSMART, AsyncInfoTemperature, spec.LogSMARTHealth)
+		})
+	}
 	if f.RemoveAfter > 0 {
 		c.removeTimer = time.AfterFunc(f.RemoveAfter, func() { _ = c.Remove() })
 	}
@@ -139,8 +171,8 @@ func (c *Controller) armFaults() error {
 }
 
 func (f FaultConfig) String() string {
-	return fmt.Sprintf("failnth=%d faillba=%d+%d failnsid=%d failstatus=%v faildelay=%v fatalafter=%v removeafter=%v",
-		f.NthIO, f.LBAFirst, f.LBACount, f.LBANSID, f.Status, f.Delay, f.FatalAfter, f.RemoveAfter)
+	return fmt.Sprintf("failnth=%d faillba=%d+%d failnsid=%d failstatus=%v hang=%t faildelay=%v fatalafter=%v removeafter=%v",
+		f.NthIO, f.LBAFirst, f.LBACount, f.LBANSID, f.Status, f.Hang, f.Delay, f.FatalAfter, f.RemoveAfter)
 }
 
 // StoresData reports whether the namespaces keep written data (store mem, or auto within

@@ -82,3 +82,32 @@ func TestFaultLBARangeToTheEnd(t *testing.T) {
 		t.Errorf("faillba at LBA 2^64-1: %v", err)
 	}
 }
+
+func TestFailStatusHang(t *testing.T) {
+	cfg, err := ParseOptions(map[string]string{"failnth": "3", "failstatus": "hang"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Faults.Hang || cfg.Faults.NthIO != 3 {
+		t.Fatalf("faults %v, want the 3rd I/O to hang", cfg.Faults)
+	}
+	cfg.NamespaceSize = 1 << 20
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := spec.Status(c.faults.nthStatus.Load()); got != statusHang {
+		t.Errorf("armed status %v, want the hang marker", got)
+	}
+}
+
+func TestFailMoreKey(t *testing.T) {
+	cfg, err := ParseOptions(map[string]string{"failmore": "1", "aerafter": "1s"})
+	if err != nil || !cfg.Faults.ErrorLog || cfg.Faults.AsyncEventAfter != time.Second {
+		t.Fatalf("faults %v, %v", cfg.Faults, err)
+	}
+	if _, err := ParseOptions(map[string]string{"failmore": "yes"}); err == nil || !strings.Contains(err.Error(), `key "failmore"`) {
+		t.Errorf("failmore:yes gave %v", err)
+	}
+}

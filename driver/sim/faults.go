@@ -32,6 +32,8 @@ type Faults struct {
 	lba atomic.Pointer[lbaFault]
 
 	delay atomic.Int64 // nanoseconds added to every I/O completion
+
+	errorLog atomic.Bool // injected failures are logged with More set (recovery.go)
 }
 
 type lbaFault struct {
@@ -118,6 +120,7 @@ func (f *Faults) SetFrozen(on bool) {
 func (f *Faults) Clear() {
 	f.armed.Store(0)
 	f.delay.Store(0)
+	f.errorLog.Store(false)
 }
 
 // ioFault reports the status an armed fault forces on an I/O command, with ok false when

@@ -106,6 +106,11 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 		slba, nlb := ioRange(cmd)
 		hasRange := op == spec.IORead || op == spec.IOWrite || op == spec.IOWriteZeroes
 		if fst, hit := c.faults.ioFault(armed, cmd.NSID, slba, nlb, hasRange); hit {
+			if fst == statusHang {
+				c.hold(sq, cmd)
+				return
+			}
+			fst = c.logInjected(sq, cmd, fst) // recovery.go
 			c.complete(sq, cmd, fst, 0, c.delayed(armed, 0))
 			return
 		}
