@@ -9,7 +9,13 @@ import (
 // memPage is the NVMe memory page size the simulator runs with (CC.MPS = 0).
 const memPage = 4096
 
-// walkPRP resolves the n-byte data transfer of cmd into host memory segments in c.segs,
+// walkPRP resolves the n-byte data transfer of an admin command into c.segs; see
+// walkPRPTo.
+func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
+	return c.walkPRPTo(&c.segs, cmd, n)
+}
+
+// walkPRPTo resolves the n-byte data transfer of cmd into host memory segments in *segs,
 // following the PRP rules for a 4 KiB memory page size:
 //   - PRP1 may start anywhere dword aligned in its page;
 //   - if the rest fits in one page, PRP2 is that page;
@@ -19,9 +25,9 @@ const memPage = 4096
 //
 // A misaligned pointer gives PRP Offset Invalid, an address outside host memory Data
 // Transfer Error.
-func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
+func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec.Status {
 	memPage := c.pageSize // as CC.MPS selected
-	c.segs = c.segs[:0]
+	*segs = (*segs)[:0]
 	if n == 0 {
 		return spec.StatusSuccess
 	}
@@ -37,13 +43,13 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
 	}
-	c.segs = append(c.segs, seg)
+	*segs = append(*segs, seg)
 	left := n - first
 	if left == 0 {
 		return spec.StatusSuccess
 	}
 	if left <= memPage {
-		return c.addPage(cmd.PRP2, left)
+		return c.addPage(segs, cmd.PRP2, left)
 	}
 	list := cmd.PRP2
 	if list%8 != 0 {
@@ -68,7 +74,7 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 				break
 			}
 			take := min(left, memPage)
-			if st := c.addPage(e, take); st != spec.StatusSuccess {
+			if st := c.addPage(segs, e, take); st != spec.StatusSuccess {
 				return st
 			}
 			left -= take
@@ -78,7 +84,7 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 }
 
 // addPage appends n bytes at page address addr, which must have no page offset.
-func (c *Controller) addPage(addr, n uint64) spec.Status {
+func (c *Controller) addPage(segs *[][]byte, addr, n uint64) spec.Status {
 	memPage := c.pageSize
 	if addr%memPage != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
@@ -87,7 +93,7 @@ func (c *Controller) addPage(addr, n uint64) spec.Status {
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
 	}
-	c.segs = append(c.segs, seg)
+	*segs = append(*segs, seg)
 	return spec.StatusSuccess
 }
 
@@ -96,7 +102,7 @@ func ioRange(cmd *spec.Command) (slba, nlb uint64) { return cmd.SLBA(), uint64(c
 
 // io executes one NVM command set command.
 func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
-	c.stats.ioCommands.Add(1)
+	sq.counts.ios++
 	op := spec.IOOpcode(cmd.Opcode())
 	var st spec.Status
 	var due int64
@@ -128,7 +134,7 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 
 	switch op {
 	case spec.IORead, spec.IOWrite:
-		st, due = c.readWrite(ns, cmd, op == spec.IOWrite)
+		st, due = c.readWrite(sq, ns, cmd, op == spec.IOWrite)
 	case spec.IOFlush:
 		if c.nand != nil {
 			due = c.nand.flush(c.now())
@@ -146,7 +152,7 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 			due = c.nand.trim(c.now())
 		}
 	case spec.IODatasetManagement:
-		st = c.datasetManagement(ns, cmd)
+		st = c.datasetManagement(sq, ns, cmd)
 		if c.nand != nil && st == spec.StatusSuccess {
 			due = c.nand.trim(c.now())
 		}
@@ -165,9 +171,9 @@ func (c *Controller) delayed(armed uint32, due int64) int64 {
 	return due + c.faults.delay.Load()
 }
 
-func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
+func (c *Controller) readWrite(sq *submissionQueue, ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
 	if ns.ms > 0 {
-		return c.readWriteMeta(ns, cmd, write)
+		return c.readWriteMeta(sq, ns, cmd, write)
 	}
 	slba, nlb := ioRange(cmd)
 	if !ns.inRange(slba, nlb) {
@@ -177,39 +183,52 @@ func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (sp
 	if n > c.cfg.maxTransfer() {
 		return generic(spec.SCInvalidField), 0
 	}
-	if st := c.walkPRP(cmd, n); st != spec.StatusSuccess {
+	if ns.data == nil && c.nand == nil {
+		// Nothing moves. A transfer that fits in PRP1's page gets the same checks
+		// walkPRPTo makes, without building segments; longer ones walk their PRPs.
+		if n <= c.pageSize-cmd.PRP1%c.pageSize && cmd.PSDT() == 0 {
+			if cmd.PRP1%4 != 0 {
+				return generic(spec.SCPRPOffsetInvalid), 0
+			}
+			if _, ok := c.dma.lookup(cmd.PRP1, n); !ok {
+				return generic(spec.SCDataTransferError), 0
+			}
+			return c.account(sq, write, slba<<ns.lbaShift, n)
+		}
+	}
+	if st := c.walkPRPTo(&sq.segs, cmd, n); st != spec.StatusSuccess {
 		return st, 0
 	}
 	off := slba << ns.lbaShift
 	if ns.data != nil {
 		p := off
 		if write {
-			for _, seg := range c.segs {
+			for _, seg := range sq.segs {
 				p += uint64(copy(ns.data[p:], seg))
 			}
 			ns.markWritten(off, n)
 		} else {
-			for _, seg := range c.segs {
+			for _, seg := range sq.segs {
 				p += uint64(copy(seg, ns.data[p:]))
 			}
 		}
 	}
-	return c.account(write, off, n)
+	return c.account(sq, write, off, n)
 }
 
 // account counts a successful read or write of n data bytes at byte offset off and
 // returns its completion time under the media model.
-func (c *Controller) account(write bool, off, n uint64) (spec.Status, int64) {
+func (c *Controller) account(sq *submissionQueue, write bool, off, n uint64) (spec.Status, int64) {
 	var due int64
 	if write {
-		c.stats.writes.Add(1)
-		c.stats.writeBytes.Add(n)
+		sq.counts.writes++
+		sq.counts.writeBytes += n
 		if c.nand != nil {
 			due = c.nand.write(c.now(), off, n)
 		}
 	} else {
-		c.stats.reads.Add(1)
-		c.stats.readBytes.Add(n)
+		sq.counts.reads++
+		sq.counts.readBytes += n
 		if c.nand != nil {
 			due = c.nand.read(c.now(), off, n)
 		}
@@ -219,13 +238,13 @@ func (c *Controller) account(write bool, off, n uint64) (spec.Status, int64) {
 
 // datasetManagement handles Deallocate (CDW11 AD); other attributes are hints and are
 // accepted without effect. CDW10 bits 7:0 are the number of ranges, 0's based.
-func (c *Controller) datasetManagement(ns *namespace, cmd *spec.Command) spec.Status {
+func (c *Controller) datasetManagement(sq *submissionQueue, ns *namespace, cmd *spec.Command) spec.Status {
 	nr := uint64(uint8(cmd.CDW10)) + 1
-	if st := c.walkPRP(cmd, nr*spec.DSMRangeSize); st != spec.StatusSuccess {
+	if st := c.walkPRPTo(&sq.segs, cmd, nr*spec.DSMRangeSize); st != spec.StatusSuccess {
 		return st
 	}
-	buf := c.scratch[:0]
-	for _, seg := range c.segs {
+	buf := sq.scratch[:0]
+	for _, seg := range sq.segs {
 		buf = append(buf, seg...)
 	}
 	// Check every range before changing anything.
