@@ -315,11 +315,18 @@ func (c *Controller) now() int64 { return int64(time.Since(c.clockBase)) }
 
 // Back-off of the device loop: after idleSpins empty passes it sleeps, doubling from
 // minSleep to maxSleep, so an idle controller costs almost nothing yet a busy one reacts
-// within microseconds.
+// within microseconds. The first quietSpins empty passes only spin: between the
+// batches of a busy host the gap is short, and yielding there (runtime.Gosched on a
+// thread-locked goroutine hands the thread off through futex wake-ups) costs more than
+// a batch of commands. Past them the loop yields every yieldEvery passes, which gives
+// the core to the worker when cores are oversubscribed and lets the host goroutine run
+// at all with a single P (GOMAXPROCS=1, as testing.AllocsPerRun sets).
 const (
-	idleSpins = 2000
-	minSleep  = time.Microsecond
-	maxSleep  = time.Millisecond
+	idleSpins  = 2000
+	quietSpins = 256
+	yieldEvery = 64
+	minSleep   = time.Microsecond
+	maxSleep   = time.Millisecond
 )
 
 func (c *Controller) run(started chan<- error) {
@@ -344,6 +351,7 @@ func (c *Controller) run(started chan<- error) {
 
 	idle := 0
 	sleep := minSleep
+	onlyP := false
 	for !c.stop.Load() {
 		c.epoch.Add(1)
 		if c.step() > 0 {
@@ -352,8 +360,11 @@ func (c *Controller) run(started chan<- error) {
 			continue
 		}
 		idle++
+		if idle == 1 {
+			onlyP = runtime.GOMAXPROCS(0) == 1
+		}
 		if idle < idleSpins {
-			if idle%64 == 0 {
+			if idle%yieldEvery == 0 && (idle >= quietSpins || onlyP) {
 				runtime.Gosched()
 			}
 			continue
