@@ -393,4 +393,3 @@ func BenchmarkNullWholePath(b *testing.B) {
 		})
 	}
 }
-
