@@ -105,7 +105,8 @@ type Controller struct {
 	aers        int // Asynchronous Event Requests held (never completed: no events happen)
 	features    [256]uint32
 	segs        [][]byte // PRP walk output, sized for the largest transfer
-	scratch     []byte   // admin data staging
+	adminCache  regionCache
+	scratch     []byte // admin data staging
 	identCtrl   []byte
 	namespaces  []*namespace
 	nand        *nandModel

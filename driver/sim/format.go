@@ -212,7 +212,7 @@ func (c *Controller) readWriteMeta(sq *submissionQueue, ns *namespace, cmd *spec
 	if n > c.cfg.maxTransfer() {
 		return generic(spec.SCInvalidField), 0
 	}
-	if st := c.walkPRPTo(&sq.segs, cmd, n); st != spec.StatusSuccess {
+	if st := c.walkPRPTo(&sq.segs, &sq.dmaCache, cmd, n); st != spec.StatusSuccess {
 		return st, 0
 	}
 	var mdHost []byte

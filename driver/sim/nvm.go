@@ -12,7 +12,7 @@ const memPage = 4096
 // walkPRP resolves the n-byte data transfer of an admin command into c.segs; see
 // walkPRPTo.
 func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
-	return c.walkPRPTo(&c.segs, cmd, n)
+	return c.walkPRPTo(&c.segs, &c.adminCache, cmd, n)
 }
 
 // walkPRPTo resolves the n-byte data transfer of cmd into host memory segments in *segs,
@@ -25,7 +25,7 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 //
 // A misaligned pointer gives PRP Offset Invalid, an address outside host memory Data
 // Transfer Error.
-func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec.Status {
+func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Command, n uint64) spec.Status {
 	memPage := c.pageSize // as CC.MPS selected
 	*segs = (*segs)[:0]
 	if n == 0 {
@@ -39,7 +39,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec
 		return generic(spec.SCPRPOffsetInvalid)
 	}
 	first := min(n, memPage-prp1%memPage)
-	seg := c.dma.translate(prp1, first)
+	seg := c.dma.translateCached(cache, prp1, first)
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
 	}
@@ -49,7 +49,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec
 		return spec.StatusSuccess
 	}
 	if left <= memPage {
-		return c.addPage(segs, cmd.PRP2, left)
+		return c.addPage(segs, cache, cmd.PRP2, left)
 	}
 	list := cmd.PRP2
 	if list%8 != 0 {
@@ -58,7 +58,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec
 	for left > 0 {
 		// Entries from list to the end of its page.
 		slots := (memPage - list%memPage) / 8
-		entries := c.dma.translate(list, slots*8)
+		entries := c.dma.translateCached(cache, list, slots*8)
 		if entries == nil {
 			return generic(spec.SCDataTransferError)
 		}
@@ -74,7 +74,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec
 				break
 			}
 			take := min(left, memPage)
-			if st := c.addPage(segs, e, take); st != spec.StatusSuccess {
+			if st := c.addPage(segs, cache, e, take); st != spec.StatusSuccess {
 				return st
 			}
 			left -= take
@@ -84,12 +84,12 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cmd *spec.Command, n uint64) spec
 }
 
 // addPage appends n bytes at page address addr, which must have no page offset.
-func (c *Controller) addPage(segs *[][]byte, addr, n uint64) spec.Status {
+func (c *Controller) addPage(segs *[][]byte, cache *regionCache, addr, n uint64) spec.Status {
 	memPage := c.pageSize
 	if addr%memPage != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}
-	seg := c.dma.translate(addr, n)
+	seg := c.dma.translateCached(cache, addr, n)
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
 	}
@@ -190,13 +190,13 @@ func (c *Controller) readWrite(sq *submissionQueue, ns *namespace, cmd *spec.Com
 			if cmd.PRP1%4 != 0 {
 				return generic(spec.SCPRPOffsetInvalid), 0
 			}
-			if _, ok := c.dma.lookup(cmd.PRP1, n); !ok {
+			if c.dma.translateCached(&sq.dmaCache, cmd.PRP1, n) == nil {
 				return generic(spec.SCDataTransferError), 0
 			}
 			return c.account(sq, write, slba<<ns.lbaShift, n)
 		}
 	}
-	if st := c.walkPRPTo(&sq.segs, cmd, n); st != spec.StatusSuccess {
+	if st := c.walkPRPTo(&sq.segs, &sq.dmaCache, cmd, n); st != spec.StatusSuccess {
 		return st, 0
 	}
 	off := slba << ns.lbaShift
@@ -240,7 +240,7 @@ func (c *Controller) account(sq *submissionQueue, write bool, off, n uint64) (sp
 // accepted without effect. CDW10 bits 7:0 are the number of ranges, 0's based.
 func (c *Controller) datasetManagement(sq *submissionQueue, ns *namespace, cmd *spec.Command) spec.Status {
 	nr := uint64(uint8(cmd.CDW10)) + 1
-	if st := c.walkPRPTo(&sq.segs, cmd, nr*spec.DSMRangeSize); st != spec.StatusSuccess {
+	if st := c.walkPRPTo(&sq.segs, &sq.dmaCache, cmd, nr*spec.DSMRangeSize); st != spec.StatusSuccess {
 		return st
 	}
 	buf := sq.scratch[:0]

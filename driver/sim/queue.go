@@ -108,7 +108,9 @@ type sqState struct {
 	segs    [][]byte // PRP walk output, sized for the largest transfer
 	scratch []byte   // Dataset Management ranges
 	blk     []byte   // one block's data and metadata (metadata formats)
-	counts  ioCounts // this pass's statistics, added to the controller's once per pass
+	// dmaCache is the region of the last address this queue's commands translated.
+	dmaCache regionCache
+	counts   ioCounts // this pass's statistics, added to the controller's once per pass
 	// done holds the completions of the current pass; they are posted together once
 	// the pass has executed its commands (one CQ write pass).
 	done  [fetchBurst]doneEntry
