@@ -106,6 +106,7 @@ type Controller struct {
 	features    [256]uint32
 	segs        [][]byte // PRP walk output, sized for the largest transfer
 	adminCache  regionCache
+	maxXfer     uint64 // cfg.maxTransfer(), computed once
 	scratch     []byte // admin data staging
 	identCtrl   []byte
 	namespaces  []*namespace
@@ -147,6 +148,7 @@ func New(cfg Config) (*Controller, error) {
 		cqs:       make([]*completionQueue, cfg.IOQueues+1),
 		scratch:   make([]byte, spec.IdentifyDataSize),
 	}
+	c.maxXfer = cfg.maxTransfer()
 	c.segs = make([][]byte, 0, cfg.maxTransfer()/bus.PageSize+2)
 	keep := cfg.storesData()
 	for i := 1; i <= cfg.Namespaces; i++ {
@@ -672,6 +674,9 @@ func (c *Controller) complete(sq *submissionQueue, cmd *spec.Command, st spec.St
 	}
 	sq.done[sq.ndone] = doneEntry{dw0: dw0, sqhd: uint16(sq.head), cid: cmd.CID(), status: st}
 	sq.ndone++
+	if st != spec.StatusSuccess {
+		sq.counts.errors++
+	}
 }
 
 // finishPass adds a pass's statistics to the controller's, so that they count every
@@ -679,11 +684,6 @@ func (c *Controller) complete(sq *submissionQueue, cmd *spec.Command, st spec.St
 func (c *Controller) finishPass(sq *submissionQueue) {
 	k := &sq.counts
 	k.completions += uint64(sq.ndone)
-	for i := range sq.ndone {
-		if sq.done[i].status != spec.StatusSuccess {
-			k.errors++
-		}
-	}
 	if k.ios != 0 {
 		c.stats.ioCommands.Add(k.ios)
 	}

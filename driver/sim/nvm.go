@@ -26,7 +26,8 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 // A misaligned pointer gives PRP Offset Invalid, an address outside host memory Data
 // Transfer Error.
 func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Command, n uint64) spec.Status {
-	memPage := c.pageSize // as CC.MPS selected
+	memPage := c.pageSize   // as CC.MPS selected
+	pageMask := memPage - 1 // a power of two: masks, not divisions, on the I/O path
 	*segs = (*segs)[:0]
 	if n == 0 {
 		return spec.StatusSuccess
@@ -38,7 +39,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Com
 	if prp1%4 != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}
-	first := min(n, memPage-prp1%memPage)
+	first := min(n, memPage-prp1&pageMask)
 	seg := c.dma.translateCached(cache, prp1, first)
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
@@ -57,7 +58,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Com
 	}
 	for left > 0 {
 		// Entries from list to the end of its page.
-		slots := (memPage - list%memPage) / 8
+		slots := (memPage - list&pageMask) / 8
 		entries := c.dma.translateCached(cache, list, slots*8)
 		if entries == nil {
 			return generic(spec.SCDataTransferError)
@@ -67,7 +68,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Com
 			if i == slots-1 && left > memPage {
 				// Last slot of a list page with more than one page still to go: it
 				// chains to the next list page.
-				if e%memPage != 0 {
+				if e&pageMask != 0 {
 					return generic(spec.SCPRPOffsetInvalid)
 				}
 				list = e
@@ -85,8 +86,7 @@ func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Com
 
 // addPage appends n bytes at page address addr, which must have no page offset.
 func (c *Controller) addPage(segs *[][]byte, cache *regionCache, addr, n uint64) spec.Status {
-	memPage := c.pageSize
-	if addr%memPage != 0 {
+	if addr&(c.pageSize-1) != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}
 	seg := c.dma.translateCached(cache, addr, n)
@@ -180,13 +180,13 @@ func (c *Controller) readWrite(sq *submissionQueue, ns *namespace, cmd *spec.Com
 		return generic(spec.SCLBAOutOfRange), 0
 	}
 	n := nlb << ns.lbaShift
-	if n > c.cfg.maxTransfer() {
+	if n > c.maxXfer {
 		return generic(spec.SCInvalidField), 0
 	}
 	if ns.data == nil && c.nand == nil {
 		// Nothing moves. A transfer that fits in PRP1's page gets the same checks
 		// walkPRPTo makes, without building segments; longer ones walk their PRPs.
-		if n <= c.pageSize-cmd.PRP1%c.pageSize && cmd.PSDT() == 0 {
+		if n <= c.pageSize-cmd.PRP1&(c.pageSize-1) && cmd.PSDT() == 0 {
 			if cmd.PRP1%4 != 0 {
 				return generic(spec.SCPRPOffsetInvalid), 0
 			}
