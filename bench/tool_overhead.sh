@@ -2,13 +2,17 @@
 # tool_overhead.sh: what a benchmark tool itself costs per I/O, measured the way users
 # compare tools. In one run, on the same core, 4 KiB random reads at one queue depth:
 #   fio --ioengine=null                    (no device at all: fio's own path)
-#   nvmeperf -r 'trtype:sim model:null mode:inline'
+#   nvmeperf -r 'trtype:sim model:null store:discard mode:inline'
 #                                          (the simulated controller runs on the
 #                                          worker's thread: nvmeperf's whole path on
-#                                          one core; skipped while the simulator does
-#                                          not accept mode:inline)
-#   nvmeperf -r 'trtype:sim model:null'    (threaded simulator: its device thread runs
+#                                          one core, the counterpart of fio's null
+#                                          engine; skipped, with the reason, if the
+#                                          simulator refuses mode:inline)
+#   nvmeperf -r 'trtype:sim model:null store:discard'
+#                                          (threaded simulator: its device thread runs
 #                                          on another core when there is one)
+# store:discard: like fio's null engine, nothing moves data (the default store keeps a
+# 1 GiB namespace in memory and copies every 4 KiB read).
 # Each is run RUNS times; the run with the most IOPS is shown. CPU per I/O is the whole
 # process's user+sys CPU (/usr/bin/time, whole run) divided by the I/Os; for nvmeperf
 # also its worker threads' CPU per I/O over the measured phase (JSON total.cpu), which
@@ -99,14 +103,14 @@ fio_iops=$(echo "$f" | cut -d' ' -f1)
 row "fio --ioengine=null" "$f" "$fio_iops"
 
 # The inline simulator mode: tried first, skipped with the reason when refused.
-inline='trtype:sim model:null mode:inline'
+inline='trtype:sim model:null store:discard mode:inline'
 if "$NVMEPERF" -q 1 -o 4096 -w randread -d 100 -t 5 -r "$inline" --quiet --output-format json \
 	--output "$work/inline.json" >/dev/null 2>"$work/inline.err"; then
 	row "nvmeperf sim null, inline (one core)" "$(best_of np_once "$inline")" "$fio_iops"
 else
-	printf '%-40s skipped: the simulator does not accept mode:inline yet (%s)\n' \
+	printf '%-40s skipped: the simulator refused mode:inline (%s)\n' \
 		"nvmeperf sim null, inline (one core)" "$(head -n1 "$work/inline.err" | cut -c1-100)"
 fi
 
-row "nvmeperf sim null, threaded" "$(best_of np_once 'trtype:sim model:null')" "$fio_iops"
+row "nvmeperf sim null, threaded" "$(best_of np_once 'trtype:sim model:null store:discard')" "$fio_iops"
 echo "targets: inline >= 4x fio, threaded >= 2x fio (process ns/IO of threaded includes the simulator's device thread)"

@@ -59,6 +59,7 @@ type Config struct {
 	MDTS          uint8         // Identify MDTS: max transfer is 4 KiB << MDTS, 0 = no limit (mdts)
 	IOQueues      int           // I/O queue pairs the controller offers (ioqueues)
 	Model         Model         // media model (model)
+	Inline        bool          // run the model on the host thread that rings a doorbell, no device thread (mode=inline)
 	NAND          NANDConfig    // nand model parameters
 	Store         StorePolicy   // what happens to written data (store)
 	MemLimit      uint64        // most bytes the data store may use (memlimit)
@@ -296,8 +297,17 @@ func (cfg *Config) set(key, val string) error {
 			return badValue(key, val, "a CPU list such as 3 or 2,5 or 4-7")
 		}
 		cfg.CPUs = cpus
+	case "mode":
+		switch val {
+		case "thread":
+			cfg.Inline = false
+		case "inline":
+			cfg.Inline = true
+		default:
+			return badValue(key, val, "thread (a device thread polls the doorbells) or inline (the doorbell write runs the model on the worker's thread)")
+		}
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore, mode)", key)
 	}
 	return nil
 }
@@ -334,6 +344,16 @@ func (cfg *Config) Validate() error {
 	}
 	if err := cfg.Format.validate(); err != nil {
 		return err
+	}
+	if cfg.Inline {
+		// Inline, the model runs only inside doorbell writes; a completion due later
+		// would wait for a doorbell the host, waiting for it, never rings.
+		switch {
+		case cfg.Model == ModelNAND:
+			return fmt.Errorf("sim: mode inline with model nand is not accepted (nand completes commands later, which needs the device thread: use mode=thread, the default)")
+		case cfg.Faults.Delay > 0:
+			return fmt.Errorf("sim: mode inline with faildelay %v is not accepted (a delayed completion needs the device thread: use mode=thread, the default)", cfg.Faults.Delay)
+		}
 	}
 	if cfg.Store == StoreMemory && cfg.totalBytes() > cfg.MemLimit {
 		return fmt.Errorf("sim: Store %q needs %d bytes for %d namespaces of %d bytes, above MemLimit %d (raise memlimit or use store=discard)",

@@ -6,6 +6,10 @@
 // polls CC and the doorbells, fetches commands, moves data through PRPs it translates
 // from simulated bus addresses, and posts completions with phase tags. It backs off to
 // sleeping when idle so an unused controller costs (almost) no CPU.
+//
+// In inline mode (Config.Inline) there is no device goroutine: the host's register
+// writes run the model on the writing thread (inline.go), so one core runs the whole
+// I/O path.
 package sim
 
 import (
@@ -62,6 +66,7 @@ type Controller struct {
 	// memory with every access checked (hostView).
 	regs       *bus.MMIO
 	hostRegs   *bus.MMIO
+	inlineRegs *inlineRegisters // the host's BAR0 in inline mode, nil otherwise
 	dma        *dmaSpace
 	faults     Faults
 	stats      statCounters
@@ -74,7 +79,15 @@ type Controller struct {
 	closeMu sync.Mutex
 	closed  bool
 
-	// Everything below belongs to the device thread.
+	// Inline mode: mu serializes the controller-level model (CC, CSTS, the admin
+	// queue) between the host goroutines that touch registers; ioReady says, without
+	// the lock, whether I/O queues may be serviced (see inline.go).
+	inline  bool
+	mu      sync.Mutex
+	ioReady atomic.Bool
+
+	// Everything below belongs to the device thread (inline mode: to whoever holds mu,
+	// except I/O queues, which belong to the thread ringing their doorbells).
 	clockBase   time.Time
 	ccSeen      spec.CC
 	csts        spec.CSTS
@@ -92,7 +105,9 @@ type Controller struct {
 	aers        int // Asynchronous Event Requests held (never completed: no events happen)
 	features    [256]uint32
 	segs        [][]byte // PRP walk output, sized for the largest transfer
-	scratch     []byte   // admin data staging
+	adminCache  regionCache
+	maxXfer     uint64 // cfg.maxTransfer(), computed once
+	scratch     []byte // admin data staging
 	identCtrl   []byte
 	namespaces  []*namespace
 	nand        *nandModel
@@ -135,6 +150,7 @@ func New(cfg Config) (*Controller, error) {
 		cqs:       make([]*completionQueue, cfg.IOQueues+1),
 		scratch:   make([]byte, spec.IdentifyDataSize),
 	}
+	c.maxXfer = cfg.maxTransfer()
 	c.segs = make([][]byte, 0, cfg.maxTransfer()/bus.PageSize+2)
 	keep := cfg.storesData()
 	for i := 1; i <= cfg.Namespaces; i++ {
@@ -156,8 +172,22 @@ func New(cfg Config) (*Controller, error) {
 	regs.Write64(spec.RegCAP, uint64(spec.MakeCAP(cfg.MQES, true, cfg.Timeout, cfg.DSTRD, 1, cfg.MPSMIN, mpsmax)))
 	regs.Write32(spec.RegVS, uint32(spec.MakeVS(1, 4, 0)))
 	hostRegs.SetObserver(hostView{c})
-	c.dma.quiesce = waitEpoch(&c.epoch, &c.stopped)
 	c.dma.queueFree = c.queueMemoryFreed
+	if cfg.Inline {
+		// No device thread: the model runs inside the host's register accesses, so once
+		// an access has returned the device holds no translation.
+		c.inline = true
+		c.faults.inline = true
+		c.inlineRegs = &inlineRegisters{c: c, bar: regs}
+		c.dma.quiesce = func() {}
+		close(c.done)
+		if err := c.armFaults(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	c.dma.quiesce = waitEpoch(&c.epoch, &c.stopped)
 
 	started := make(chan error, 1)
 	go c.run(started)
@@ -175,8 +205,15 @@ func New(cfg Config) (*Controller, error) {
 
 // Registers is BAR0: controller registers and the doorbells of every queue. Accesses
 // through its Read32/Write32 (and so Read64/Write64) are checked against the spec's
-// register rules (see Violations).
-func (c *Controller) Registers() *bus.MMIO { return c.hostRegs }
+// register rules (see Violations). It is a *bus.MMIO (threaded mode: drivers ring
+// doorbells through pointers, as on PCIe) or, in inline mode, registers whose writes
+// run the controller model on the calling thread.
+func (c *Controller) Registers() bus.Registers {
+	if c.inline {
+		return c.inlineRegs
+	}
+	return c.hostRegs
+}
 
 // Allocator hands out DMA memory the device can reach. Buffers become invalid at Close.
 func (c *Controller) Allocator() bus.Allocator { return c.dma }
@@ -228,8 +265,7 @@ func (c *Controller) Close() error {
 	if c.removeTimer != nil {
 		c.removeTimer.Stop()
 	}
-	c.stop.Store(true)
-	<-c.done
+	c.stopDevice()
 	return c.releaseMemory()
 }
 
@@ -245,12 +281,24 @@ func (c *Controller) Remove() error {
 		return nil
 	}
 	c.removed = true
-	c.stop.Store(true)
-	<-c.done
+	c.stopDevice()
 	if err := unix.Mprotect(c.barMem, unix.PROT_NONE); err != nil {
 		return fmt.Errorf("sim: remove: protecting BAR0: %w", err)
 	}
 	return nil
+}
+
+// stopDevice stops the device thread, or in inline mode waits out a register access
+// running the controller-level model and makes later ones do nothing.
+func (c *Controller) stopDevice() {
+	c.stop.Store(true)
+	<-c.done
+	if c.inline {
+		c.mu.Lock()
+		c.stopped.Store(true)
+		c.ioReady.Store(false)
+		c.mu.Unlock()
+	}
 }
 
 func (c *Controller) releaseMemory() error {
@@ -272,11 +320,18 @@ func (c *Controller) now() int64 { return int64(time.Since(c.clockBase)) }
 
 // Back-off of the device loop: after idleSpins empty passes it sleeps, doubling from
 // minSleep to maxSleep, so an idle controller costs almost nothing yet a busy one reacts
-// within microseconds.
+// within microseconds. The first quietSpins empty passes only spin: between the
+// batches of a busy host the gap is short, and yielding there (runtime.Gosched on a
+// thread-locked goroutine hands the thread off through futex wake-ups) costs more than
+// a batch of commands. Past them the loop yields every yieldEvery passes, which gives
+// the core to the worker when cores are oversubscribed and lets the host goroutine run
+// at all with a single P (GOMAXPROCS=1, as testing.AllocsPerRun sets).
 const (
-	idleSpins = 2000
-	minSleep  = time.Microsecond
-	maxSleep  = time.Millisecond
+	idleSpins  = 2000
+	quietSpins = 256
+	yieldEvery = 64
+	minSleep   = time.Microsecond
+	maxSleep   = time.Millisecond
 )
 
 func (c *Controller) run(started chan<- error) {
@@ -301,6 +356,7 @@ func (c *Controller) run(started chan<- error) {
 
 	idle := 0
 	sleep := minSleep
+	onlyP := false
 	for !c.stop.Load() {
 		c.epoch.Add(1)
 		if c.step() > 0 {
@@ -309,8 +365,11 @@ func (c *Controller) run(started chan<- error) {
 			continue
 		}
 		idle++
+		if idle == 1 {
+			onlyP = runtime.GOMAXPROCS(0) == 1
+		}
 		if idle < idleSpins {
-			if idle%64 == 0 {
+			if idle%yieldEvery == 0 && (idle >= quietSpins || onlyP) {
 				runtime.Gosched()
 			}
 			continue
@@ -332,19 +391,22 @@ func (c *Controller) run(started chan<- error) {
 // step is one pass of the device loop; it returns how much work it did.
 func (c *Controller) step() int {
 	work := c.control()
-	if !c.enabled || c.readyAt != 0 || c.fatal || c.shutdownAt != 0 || c.csts.SHST() == spec.ShutdownStatusComplete {
-		return work
-	}
-	if c.faults.armed.Load()&faultFreeze != 0 {
+	if !c.serviceable() || c.faults.armed.Load()&faultFreeze != 0 {
 		return work
 	}
 	for _, sq := range c.active {
-		work += c.serviceSQ(sq)
+		work += c.serviceSQ(sq, fetchBurst)
 	}
 	if len(c.timers) > 0 {
 		work += c.serviceTimers()
 	}
 	return work
+}
+
+// serviceable reports whether the controller executes commands: enabled, ready, not
+// failed, not shutting down or shut down.
+func (c *Controller) serviceable() bool {
+	return c.enabled && c.readyAt == 0 && !c.fatal && c.shutdownAt == 0 && c.csts.SHST() != spec.ShutdownStatusComplete
 }
 
 func (c *Controller) setCSTS(s spec.CSTS) {
@@ -487,10 +549,9 @@ func (c *Controller) newCQ(id uint16, size uint32, addr uint64) *completionQueue
 		return nil
 	}
 	off := addr - r.addr
-	cq := &completionQueue{
-		id: id, size: size, ring: r.mem[off : off+uint64(size)*spec.CQESize],
-		headDB: c.regs.Reg32(spec.CQHeadDoorbell(id, c.cfg.DSTRD)), phase: 1, pin: r.queues,
-	}
+	cq := &completionQueue{}
+	cq.id, cq.size, cq.ring = id, size, r.mem[off:off+uint64(size)*spec.CQESize]
+	cq.headDB, cq.phase, cq.pin = c.regs.Reg32(spec.CQHeadDoorbell(id, c.cfg.DSTRD)), 1, r.queues
 	c.regs.Write32(spec.CQHeadDoorbell(id, c.cfg.DSTRD), 0)
 	r.queues.Add(1)
 	c.cqs[id] = cq
@@ -514,14 +575,27 @@ func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQu
 	if cq == nil {
 		return nil
 	}
+	if c.inline && cq.sqs > 0 {
+		// Inline, each SQ is serviced by the thread ringing it, and a CQ is written by
+		// the thread servicing its SQs: two SQs on one CQ could be two writers.
+		return nil
+	}
 	r, ok := c.dma.lookup(addr, uint64(size)*spec.SQESize)
 	if !ok {
 		return nil
 	}
 	off := addr - r.addr
-	sq := &submissionQueue{
-		id: id, size: size, ring: r.mem[off : off+uint64(size)*spec.SQESize],
-		tailDB: c.regs.Reg32(spec.SQTailDoorbell(id, c.cfg.DSTRD)), cq: cq, pin: r.queues,
+	sq := &submissionQueue{}
+	sq.id, sq.size, sq.ring = id, size, r.mem[off:off+uint64(size)*spec.SQESize]
+	sq.tailDB, sq.cq, sq.pin = c.regs.Reg32(spec.SQTailDoorbell(id, c.cfg.DSTRD)), cq, r.queues
+	if id != 0 {
+		// The I/O path's working memory, per queue: sized for common transfers (a larger
+		// one grows segs once), never allocated per command.
+		sq.segs = make([][]byte, 0, min(c.cfg.maxTransfer()/bus.PageSize+2, 66))
+		sq.scratch = make([]byte, 256*spec.DSMRangeSize)
+		if ms := c.cfg.Format.MetadataSize; ms > 0 {
+			sq.blk = make([]byte, int(c.cfg.LBASize)+int(ms))
+		}
 	}
 	c.regs.Write32(spec.SQTailDoorbell(id, c.cfg.DSTRD), 0)
 	r.queues.Add(1)
@@ -531,11 +605,15 @@ func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQu
 	return sq
 }
 
-// fetchBurst bounds how many commands one SQ gets per pass, so queues are served fairly.
+// fetchBurst bounds one pass over an SQ: its completions are posted together at the end
+// of the pass, and the threaded device serves its queues fairly one pass each.
 const fetchBurst = 64
 
-// serviceSQ fetches and executes what the host queued on sq.
-func (c *Controller) serviceSQ(sq *submissionQueue) int {
+// serviceSQ fetches and executes up to limit commands the host queued on sq, in passes
+// of up to fetchBurst: each pass reads the CQ head once, fetches every entry up to the
+// tail the CQ has room for, executes them, adds the pass's statistics and then posts
+// its completions in one CQ write pass.
+func (c *Controller) serviceSQ(sq *submissionQueue, limit int) int {
 	tail := bus.Load32(sq.tailDB)
 	if tail != sq.tail {
 		// New entries since the last look: they may fill the ring but never overrun
@@ -560,9 +638,10 @@ func (c *Controller) serviceSQ(sq *submissionQueue) int {
 	}
 	n := 0
 	var cmd spec.Command
-	for sq.head != tail && n < fetchBurst {
+	for sq.head != tail && n < limit {
 		cq := sq.cq
-		if cq.free(c) == 0 {
+		room := cq.free(c)
+		if room == 0 {
 			if !cq.full {
 				cq.full = true
 				c.stats.cqFullStalls.Add(1)
@@ -570,40 +649,88 @@ func (c *Controller) serviceSQ(sq *submissionQueue) int {
 			break
 		}
 		cq.full = false
-		sq.fetch(&cmd)
-		cq.reserved++
-		sq.inflight++
-		if sq.id == 0 {
-			c.admin(sq, &cmd)
-		} else {
-			c.io(sq, &cmd)
+		batch := min(room, fetchBurst, uint32(limit-n))
+		for i := uint32(0); i < batch && sq.head != tail; i++ {
+			sq.fetch(&cmd)
+			cq.reserved++
+			sq.inflight++
+			if sq.id == 0 {
+				c.admin(sq, &cmd)
+			} else {
+				c.io(sq, &cmd)
+			}
+			n++
 		}
-		n++
+		c.finishPass(sq)
 	}
 	return n
 }
 
 // complete finishes a command fetched from sq: now when due is 0 or has passed,
-// otherwise when its time comes.
+// otherwise when its time comes. An I/O command's completion waits for the end of its
+// pass (finishPass).
 func (c *Controller) complete(sq *submissionQueue, cmd *spec.Command, st spec.Status, dw0 uint32, due int64) {
 	if due != 0 {
 		c.timers.push(pending{due: due, sq: sq, cid: cmd.CID(), status: st, dw0: dw0})
 		return
 	}
-	c.post(sq, cmd.CID(), st, dw0)
+	if sq.id == 0 || sq.ndone == len(sq.done) {
+		c.post(sq, cmd.CID(), st, dw0)
+		return
+	}
+	sq.done[sq.ndone] = doneEntry{dw0: dw0, sqhd: uint16(sq.head), cid: cmd.CID(), status: st}
+	sq.ndone++
+	if st != spec.StatusSuccess {
+		sq.counts.errors++
+	}
 }
 
+// finishPass adds a pass's statistics to the controller's, so that they count every
+// command whose completion the host can see, then posts the pass's completions.
+func (c *Controller) finishPass(sq *submissionQueue) {
+	k := &sq.counts
+	k.completions += uint64(sq.ndone)
+	if k.ios != 0 {
+		c.stats.ioCommands.Add(k.ios)
+	}
+	if k.reads != 0 {
+		c.stats.reads.Add(k.reads)
+		c.stats.readBytes.Add(k.readBytes)
+	}
+	if k.writes != 0 {
+		c.stats.writes.Add(k.writes)
+		c.stats.writeBytes.Add(k.writeBytes)
+	}
+	if k.completions != 0 {
+		c.stats.completions.Add(k.completions)
+	}
+	if k.errors != 0 {
+		c.stats.errors.Add(k.errors)
+	}
+	*k = ioCounts{}
+	for i := range sq.ndone {
+		d := &sq.done[i]
+		c.postEntry(sq, d.cid, d.status, d.dw0, d.sqhd)
+	}
+	sq.ndone = 0
+}
+
+// post completes one command now.
 func (c *Controller) post(sq *submissionQueue, cid uint16, st spec.Status, dw0 uint32) {
+	c.stats.completions.Add(1)
+	if st != spec.StatusSuccess {
+		c.stats.errors.Add(1)
+	}
+	c.postEntry(sq, cid, st, dw0, uint16(sq.head))
+}
+
+func (c *Controller) postEntry(sq *submissionQueue, cid uint16, st spec.Status, dw0 uint32, sqhd uint16) {
 	if st == prpOffsetInvalid || st == dataTransferError {
 		c.violation(ViolationPRP, "SQ %d command %d completed with %v", sq.id, cid, st)
 	}
 	sq.cq.reserved--
 	sq.inflight--
-	sq.cq.post(dw0, uint16(sq.head), sq.id, cid, st)
-	c.stats.completions.Add(1)
-	if st != spec.StatusSuccess {
-		c.stats.errors.Add(1)
-	}
+	sq.cq.post(dw0, sqhd, sq.id, cid, st)
 }
 
 func (c *Controller) serviceTimers() int {

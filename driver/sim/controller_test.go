@@ -17,7 +17,7 @@ func TestRegistersAtReset(t *testing.T) {
 	cfg.MQES = 255
 	cfg.Timeout = 7
 	c := newController(t, cfg)
-	regs := c.Registers()
+	regs := c.hostRegs
 	capReg := spec.CAP(regs.Read64(spec.RegCAP))
 	if capReg.MQES() != 255 || !capReg.CQR() || capReg.TO() != 7 || capReg.DSTRD() != 0 ||
 		capReg.CSS()&1 != 1 || capReg.MPSMIN() != 0 || capReg.MPSMAX() != 4 {
@@ -83,7 +83,7 @@ func TestBadConfigurationSetsCFS(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newController(t, testConfig())
-			h := &host{t: t, c: c, regs: c.Registers(), alloc: c.Allocator()}
+			h := &host{t: t, c: c, regs: c.hostRegs, alloc: c.Allocator()}
 			q := h.allocQueue(0, 8, 8)
 			asq := q.sq.Addr
 			if tc.asq != nil {
@@ -124,7 +124,7 @@ func ptr[T any](v T) *T { return &v }
 func TestNeverReadyFault(t *testing.T) {
 	c := newController(t, testConfig())
 	c.Faults().SetNeverReady(true)
-	h := &host{t: t, c: c, regs: c.Registers(), alloc: c.Allocator()}
+	h := &host{t: t, c: c, regs: c.hostRegs, alloc: c.Allocator()}
 	q := h.allocQueue(0, 8, 8)
 	h.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(8, 8)))
 	h.regs.Write64(spec.RegASQ, q.sq.Addr)

@@ -158,6 +158,32 @@ func (d *dmaSpace) translate(addr uint64, n uint64) []byte {
 	return r.mem[off : off+n : off+n]
 }
 
+// regionCache remembers the region of the last translation, valid while the table it
+// came from is current (any Alloc or Free installs a new table). Queues cycle through
+// the same buffers, so most PRP entries hit it and skip the binary search, whose
+// probes into a table of hundreds of regions miss the cache.
+type regionCache struct {
+	table *[]region
+	r     region
+}
+
+// translateCached is translate through cache, which belongs to the calling thread.
+func (d *dmaSpace) translateCached(cache *regionCache, addr uint64, n uint64) []byte {
+	t := d.table.Load()
+	if cache.table == t {
+		if off := addr - cache.r.addr; addr >= cache.r.addr && off < uint64(len(cache.r.mem)) && n <= uint64(len(cache.r.mem))-off {
+			return cache.r.mem[off : off+n : off+n]
+		}
+	}
+	r, ok := d.lookup(addr, n)
+	if !ok {
+		return nil
+	}
+	cache.table, cache.r = t, r
+	off := addr - r.addr
+	return r.mem[off : off+n : off+n]
+}
+
 // waitEpoch returns a quiesce function for a device loop that bumps epoch once per
 // iteration and sets stopped when it exits.
 func waitEpoch(epoch *atomic.Uint64, stopped *atomic.Bool) func() {

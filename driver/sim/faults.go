@@ -34,6 +34,7 @@ type Faults struct {
 	delay atomic.Int64 // nanoseconds added to every I/O completion
 
 	errorLog atomic.Bool // injected failures are logged with More set (recovery.go)
+	inline   bool        // set by New: an inline controller has no clock to complete late
 }
 
 type lbaFault struct {
@@ -82,6 +83,9 @@ func (f *Faults) ClearLBARange() { f.armed.And(^faultLBA) }
 func (f *Faults) SetCompletionDelay(d time.Duration) error {
 	if d < 0 || d > time.Minute {
 		return fmt.Errorf("sim: SetCompletionDelay: %v is not accepted (want 0 to 1m)", d)
+	}
+	if f.inline && d != 0 {
+		return fmt.Errorf("sim: SetCompletionDelay: %v is not accepted in inline mode (completions are posted during the doorbell write; use the threaded mode)", d)
 	}
 	f.delay.Store(int64(d))
 	if d == 0 {

@@ -190,7 +190,7 @@ func (s *segCursor) advance(n int) {
 // on reads the PI stored. A failed check completes the command with the end-to-end
 // status of the field (SCT 2h: 82h guard, 83h application tag, 84h reference tag);
 // the blocks before the failing one may already be written.
-func (c *Controller) readWriteMeta(ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
+func (c *Controller) readWriteMeta(sq *submissionQueue, ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
 	slba, nlb := ioRange(cmd)
 	if !ns.inRange(slba, nlb) {
 		return generic(spec.SCLBAOutOfRange), 0
@@ -212,7 +212,7 @@ func (c *Controller) readWriteMeta(ns *namespace, cmd *spec.Command, write bool)
 	if n > c.cfg.maxTransfer() {
 		return generic(spec.SCInvalidField), 0
 	}
-	if st := c.walkPRP(cmd, n); st != spec.StatusSuccess {
+	if st := c.walkPRPTo(&sq.segs, &sq.dmaCache, cmd, n); st != spec.StatusSuccess {
 		return st, 0
 	}
 	var mdHost []byte
@@ -224,9 +224,9 @@ func (c *Controller) readWriteMeta(ns *namespace, cmd *spec.Command, write bool)
 			return generic(spec.SCDataTransferError), 0
 		}
 	}
-	cur := segCursor{segs: c.segs}
-	data := ns.blk[:lbaSize]
-	md := ns.blk[lbaSize : lbaSize+ms]
+	cur := segCursor{segs: sq.segs}
+	data := sq.blk[:lbaSize]
+	md := sq.blk[lbaSize : lbaSize+ms]
 	pio := ns.piOffset()
 	appMask := uint16(cmd.CDW15 >> 16)
 	for i := uint64(0); i < nlb; i++ {
@@ -291,5 +291,5 @@ func (c *Controller) readWriteMeta(ns *namespace, cmd *spec.Command, write bool)
 	if write && ns.data != nil {
 		ns.markWritten(off, nlb<<ns.lbaShift)
 	}
-	return c.account(write, off, nlb<<ns.lbaShift)
+	return c.account(sq, write, off, nlb<<ns.lbaShift)
 }

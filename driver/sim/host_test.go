@@ -63,7 +63,7 @@ func newController(t testing.TB, cfg Config) *Controller {
 func newHost(t testing.TB, cfg Config) *host {
 	t.Helper()
 	c := newController(t, cfg)
-	h := &host{t: t, c: c, regs: c.Registers(), alloc: c.Allocator()}
+	h := &host{t: t, c: c, regs: c.hostRegs, alloc: c.Allocator()}
 	h.admin = h.allocQueue(0, 32, 32)
 	h.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(32, 32)))
 	h.regs.Write64(spec.RegASQ, h.admin.sq.Addr)

@@ -9,7 +9,13 @@ import (
 // memPage is the NVMe memory page size the simulator runs with (CC.MPS = 0).
 const memPage = 4096
 
-// walkPRP resolves the n-byte data transfer of cmd into host memory segments in c.segs,
+// walkPRP resolves the n-byte data transfer of an admin command into c.segs; see
+// walkPRPTo.
+func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
+	return c.walkPRPTo(&c.segs, &c.adminCache, cmd, n)
+}
+
+// walkPRPTo resolves the n-byte data transfer of cmd into host memory segments in *segs,
 // following the PRP rules for a 4 KiB memory page size:
 //   - PRP1 may start anywhere dword aligned in its page;
 //   - if the rest fits in one page, PRP2 is that page;
@@ -19,9 +25,10 @@ const memPage = 4096
 //
 // A misaligned pointer gives PRP Offset Invalid, an address outside host memory Data
 // Transfer Error.
-func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
-	memPage := c.pageSize // as CC.MPS selected
-	c.segs = c.segs[:0]
+func (c *Controller) walkPRPTo(segs *[][]byte, cache *regionCache, cmd *spec.Command, n uint64) spec.Status {
+	memPage := c.pageSize   // as CC.MPS selected
+	pageMask := memPage - 1 // a power of two: masks, not divisions, on the I/O path
+	*segs = (*segs)[:0]
 	if n == 0 {
 		return spec.StatusSuccess
 	}
@@ -32,18 +39,18 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 	if prp1%4 != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}
-	first := min(n, memPage-prp1%memPage)
-	seg := c.dma.translate(prp1, first)
+	first := min(n, memPage-prp1&pageMask)
+	seg := c.dma.translateCached(cache, prp1, first)
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
 	}
-	c.segs = append(c.segs, seg)
+	*segs = append(*segs, seg)
 	left := n - first
 	if left == 0 {
 		return spec.StatusSuccess
 	}
 	if left <= memPage {
-		return c.addPage(cmd.PRP2, left)
+		return c.addPage(segs, cache, cmd.PRP2, left)
 	}
 	list := cmd.PRP2
 	if list%8 != 0 {
@@ -51,8 +58,8 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 	}
 	for left > 0 {
 		// Entries from list to the end of its page.
-		slots := (memPage - list%memPage) / 8
-		entries := c.dma.translate(list, slots*8)
+		slots := (memPage - list&pageMask) / 8
+		entries := c.dma.translateCached(cache, list, slots*8)
 		if entries == nil {
 			return generic(spec.SCDataTransferError)
 		}
@@ -61,14 +68,14 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 			if i == slots-1 && left > memPage {
 				// Last slot of a list page with more than one page still to go: it
 				// chains to the next list page.
-				if e%memPage != 0 {
+				if e&pageMask != 0 {
 					return generic(spec.SCPRPOffsetInvalid)
 				}
 				list = e
 				break
 			}
 			take := min(left, memPage)
-			if st := c.addPage(e, take); st != spec.StatusSuccess {
+			if st := c.addPage(segs, cache, e, take); st != spec.StatusSuccess {
 				return st
 			}
 			left -= take
@@ -78,16 +85,15 @@ func (c *Controller) walkPRP(cmd *spec.Command, n uint64) spec.Status {
 }
 
 // addPage appends n bytes at page address addr, which must have no page offset.
-func (c *Controller) addPage(addr, n uint64) spec.Status {
-	memPage := c.pageSize
-	if addr%memPage != 0 {
+func (c *Controller) addPage(segs *[][]byte, cache *regionCache, addr, n uint64) spec.Status {
+	if addr&(c.pageSize-1) != 0 {
 		return generic(spec.SCPRPOffsetInvalid)
 	}
-	seg := c.dma.translate(addr, n)
+	seg := c.dma.translateCached(cache, addr, n)
 	if seg == nil {
 		return generic(spec.SCDataTransferError)
 	}
-	c.segs = append(c.segs, seg)
+	*segs = append(*segs, seg)
 	return spec.StatusSuccess
 }
 
@@ -96,7 +102,7 @@ func ioRange(cmd *spec.Command) (slba, nlb uint64) { return cmd.SLBA(), uint64(c
 
 // io executes one NVM command set command.
 func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
-	c.stats.ioCommands.Add(1)
+	sq.counts.ios++
 	op := spec.IOOpcode(cmd.Opcode())
 	var st spec.Status
 	var due int64
@@ -133,7 +139,7 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 
 	switch op {
 	case spec.IORead, spec.IOWrite:
-		st, due = c.readWrite(ns, cmd, op == spec.IOWrite)
+		st, due = c.readWrite(sq, ns, cmd, op == spec.IOWrite)
 	case spec.IOFlush:
 		if c.nand != nil {
 			due = c.nand.flush(c.now())
@@ -151,7 +157,7 @@ func (c *Controller) io(sq *submissionQueue, cmd *spec.Command) {
 			due = c.nand.trim(c.now())
 		}
 	case spec.IODatasetManagement:
-		st = c.datasetManagement(ns, cmd)
+		st = c.datasetManagement(sq, ns, cmd)
 		if c.nand != nil && st == spec.StatusSuccess {
 			due = c.nand.trim(c.now())
 		}
@@ -170,51 +176,64 @@ func (c *Controller) delayed(armed uint32, due int64) int64 {
 	return due + c.faults.delay.Load()
 }
 
-func (c *Controller) readWrite(ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
+func (c *Controller) readWrite(sq *submissionQueue, ns *namespace, cmd *spec.Command, write bool) (spec.Status, int64) {
 	if ns.ms > 0 {
-		return c.readWriteMeta(ns, cmd, write)
+		return c.readWriteMeta(sq, ns, cmd, write)
 	}
 	slba, nlb := ioRange(cmd)
 	if !ns.inRange(slba, nlb) {
 		return generic(spec.SCLBAOutOfRange), 0
 	}
 	n := nlb << ns.lbaShift
-	if n > c.cfg.maxTransfer() {
+	if n > c.maxXfer {
 		return generic(spec.SCInvalidField), 0
 	}
-	if st := c.walkPRP(cmd, n); st != spec.StatusSuccess {
+	if ns.data == nil && c.nand == nil {
+		// Nothing moves. A transfer that fits in PRP1's page gets the same checks
+		// walkPRPTo makes, without building segments; longer ones walk their PRPs.
+		if n <= c.pageSize-cmd.PRP1&(c.pageSize-1) && cmd.PSDT() == 0 {
+			if cmd.PRP1%4 != 0 {
+				return generic(spec.SCPRPOffsetInvalid), 0
+			}
+			if c.dma.translateCached(&sq.dmaCache, cmd.PRP1, n) == nil {
+				return generic(spec.SCDataTransferError), 0
+			}
+			return c.account(sq, write, slba<<ns.lbaShift, n)
+		}
+	}
+	if st := c.walkPRPTo(&sq.segs, &sq.dmaCache, cmd, n); st != spec.StatusSuccess {
 		return st, 0
 	}
 	off := slba << ns.lbaShift
 	if ns.data != nil {
 		p := off
 		if write {
-			for _, seg := range c.segs {
+			for _, seg := range sq.segs {
 				p += uint64(copy(ns.data[p:], seg))
 			}
 			ns.markWritten(off, n)
 		} else {
-			for _, seg := range c.segs {
+			for _, seg := range sq.segs {
 				p += uint64(copy(seg, ns.data[p:]))
 			}
 		}
 	}
-	return c.account(write, off, n)
+	return c.account(sq, write, off, n)
 }
 
 // account counts a successful read or write of n data bytes at byte offset off and
 // returns its completion time under the media model.
-func (c *Controller) account(write bool, off, n uint64) (spec.Status, int64) {
+func (c *Controller) account(sq *submissionQueue, write bool, off, n uint64) (spec.Status, int64) {
 	var due int64
 	if write {
-		c.stats.writes.Add(1)
-		c.stats.writeBytes.Add(n)
+		sq.counts.writes++
+		sq.counts.writeBytes += n
 		if c.nand != nil {
 			due = c.nand.write(c.now(), off, n)
 		}
 	} else {
-		c.stats.reads.Add(1)
-		c.stats.readBytes.Add(n)
+		sq.counts.reads++
+		sq.counts.readBytes += n
 		if c.nand != nil {
 			due = c.nand.read(c.now(), off, n)
 		}
@@ -224,13 +243,13 @@ func (c *Controller) account(write bool, off, n uint64) (spec.Status, int64) {
 
 // datasetManagement handles Deallocate (CDW11 AD); other attributes are hints and are
 // accepted without effect. CDW10 bits 7:0 are the number of ranges, 0's based.
-func (c *Controller) datasetManagement(ns *namespace, cmd *spec.Command) spec.Status {
+func (c *Controller) datasetManagement(sq *submissionQueue, ns *namespace, cmd *spec.Command) spec.Status {
 	nr := uint64(uint8(cmd.CDW10)) + 1
-	if st := c.walkPRP(cmd, nr*spec.DSMRangeSize); st != spec.StatusSuccess {
+	if st := c.walkPRPTo(&sq.segs, &sq.dmaCache, cmd, nr*spec.DSMRangeSize); st != spec.StatusSuccess {
 		return st
 	}
-	buf := c.scratch[:0]
-	for _, seg := range c.segs {
+	buf := sq.scratch[:0]
+	for _, seg := range sq.segs {
 		buf = append(buf, seg...)
 	}
 	// Check every range before changing anything.

@@ -8,8 +8,20 @@ import (
 	"github.com/nvmeperf/nvmeperf/driver/spec"
 )
 
-// completionQueue is the device side of a CQ. Only the device thread touches it.
+// cacheLine is the span the queue structures are padded to: two 64-byte lines, as the
+// adjacent-line prefetcher of x86 cores pairs them, so a queue's device state never
+// shares a line with another queue's (inline mode: another worker's) hot data.
+const cacheLine = 128
+
+// completionQueue is the device side of a CQ. Only the thread that services its
+// submission queues touches it: the device thread, or in inline mode the host thread
+// that rings the queue's doorbells.
 type completionQueue struct {
+	cqState
+	_ [(cacheLine - unsafe.Sizeof(cqState{})%cacheLine) % cacheLine]byte
+}
+
+type cqState struct {
 	id     uint16
 	size   uint32
 	ring   []byte
@@ -51,15 +63,19 @@ func (cq *completionQueue) free(c *Controller) uint32 {
 	return cq.size - 1 - used - cq.reserved
 }
 
-// post writes one completion entry. The status word, holding the phase tag, is stored
-// last and atomically so the host never sees a new phase with stale contents.
+// post writes one completion entry. The first three dwords are plain stores; the
+// fourth, holding the phase tag, is one plain store after them (bus.Store32: ordered
+// after every earlier store, a release for the race detector), so the host, which reads
+// the tag first with acquire ordering, never sees a new phase with stale contents. No
+// locked instruction: sync/atomic's Store is XCHG on amd64, four of them per entry
+// cost more than the rest of a null command.
 func (cq *completionQueue) post(dw0 uint32, sqhd, sqid, cid uint16, st spec.Status) {
 	p := unsafe.Pointer(&cq.ring[cq.tail*spec.CQESize])
-	atomic.StoreUint32((*uint32)(p), dw0)
-	atomic.StoreUint32((*uint32)(unsafe.Add(p, 4)), 0)
-	atomic.StoreUint32((*uint32)(unsafe.Add(p, 8)), uint32(sqhd)|uint32(sqid)<<16)
+	*(*uint32)(p) = dw0
+	*(*uint32)(unsafe.Add(p, 4)) = 0
+	*(*uint32)(unsafe.Add(p, 8)) = uint32(sqhd) | uint32(sqid)<<16
 	status := uint16(st)<<1 | cq.phase
-	atomic.StoreUint32((*uint32)(unsafe.Add(p, 12)), uint32(cid)|uint32(status)<<16)
+	bus.Store32((*uint32)(unsafe.Add(p, 12)), uint32(cid)|uint32(status)<<16)
 	cq.tail++
 	if cq.tail == cq.size {
 		cq.tail = 0
@@ -67,8 +83,16 @@ func (cq *completionQueue) post(dw0 uint32, sqhd, sqid, cid uint16, st spec.Stat
 	}
 }
 
-// submissionQueue is the device side of an SQ. Only the device thread touches it.
+// submissionQueue is the device side of an SQ, with the working state of the commands
+// it executes (PRP walk output, staging, counters, completions of the current pass), so
+// that in inline mode each queue's thread runs the model without sharing any of it.
+// Only the thread that services the queue touches it.
 type submissionQueue struct {
+	sqState
+	_ [(cacheLine - unsafe.Sizeof(sqState{})%cacheLine) % cacheLine]byte
+}
+
+type sqState struct {
 	id      uint16
 	size    uint32
 	ring    []byte
@@ -80,6 +104,30 @@ type submissionQueue struct {
 	pin     *atomic.Int32
 	// inflight counts commands fetched from this queue and not yet completed.
 	inflight int
+
+	segs    [][]byte // PRP walk output, sized for the largest transfer
+	scratch []byte   // Dataset Management ranges
+	blk     []byte   // one block's data and metadata (metadata formats)
+	// dmaCache is the region of the last address this queue's commands translated.
+	dmaCache regionCache
+	counts   ioCounts // this pass's statistics, added to the controller's once per pass
+	// done holds the completions of the current pass; they are posted together once
+	// the pass has executed its commands (one CQ write pass).
+	done  [fetchBurst]doneEntry
+	ndone int
+}
+
+// doneEntry is a completion waiting for the end of its pass.
+type doneEntry struct {
+	dw0    uint32
+	sqhd   uint16
+	cid    uint16
+	status spec.Status
+}
+
+// ioCounts are per-pass statistics; plain fields, owned by the servicing thread.
+type ioCounts struct {
+	ios, reads, writes, readBytes, writeBytes, completions, errors uint64
 }
 
 // fetch copies the entry at the head into cmd and advances the head.

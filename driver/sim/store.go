@@ -26,20 +26,19 @@ type namespace struct {
 	lbaShift uint
 	data     []byte
 	// resident has one bit per storePage of data that holds written bytes; it backs
-	// Stats.StoreBytes and is touched only by the device thread.
+	// Stats.StoreBytes. Its words are read and changed atomically: in inline mode
+	// several workers write one namespace.
 	resident []uint64
 	stored   atomic.Int64 // pages with a resident bit set; read by Stats
 
 	// Metadata format (Config.Format). meta holds ms bytes per block, stored inverted
 	// so that never-written (and deallocated) blocks read as all ones, the PI value
-	// that escapes every check, as QEMU's model does for unwritten blocks. blk is the
-	// device thread's staging for one block's data and metadata.
+	// that escapes every check, as QEMU's model does for unwritten blocks.
 	ms      uint16
 	ext     bool
 	pi      uint8
 	piFirst bool
 	meta    []byte
-	blk     []byte
 }
 
 func newNamespace(id uint32, cfg *Config, keep bool) (*namespace, error) {
@@ -51,9 +50,6 @@ func newNamespace(id uint32, cfg *Config, keep bool) (*namespace, error) {
 		ext:      cfg.Format.Extended && cfg.Format.MetadataSize > 0,
 		pi:       cfg.Format.PIType,
 		piFirst:  cfg.Format.PIFirst,
-	}
-	if ns.ms > 0 {
-		ns.blk = make([]byte, int(cfg.LBASize)+int(ns.ms))
 	}
 	if !keep {
 		return ns, nil
@@ -121,9 +117,9 @@ func (ns *namespace) inRange(slba, nlb uint64) bool {
 // markWritten sets the resident bits of bytes [off, off+n).
 func (ns *namespace) markWritten(off, n uint64) {
 	for p := off / storePage; p <= (off+n-1)/storePage; p++ {
-		w, b := p/64, uint64(1)<<(p%64)
-		if ns.resident[w]&b == 0 {
-			ns.resident[w] |= b
+		w, b := &ns.resident[p/64], uint64(1)<<(p%64)
+		// The plain-load check keeps the locked OR off the path of rewrites.
+		if atomic.LoadUint64(w)&b == 0 && atomic.OrUint64(w, b)&b == 0 {
 			ns.stored.Add(1)
 		}
 	}
@@ -152,9 +148,8 @@ func (ns *namespace) zero(off, n uint64) error {
 		return fmt.Errorf("sim: namespace %d: madvise: %w", ns.id, err)
 	}
 	for p := first / storePage; p < last/storePage; p++ {
-		w, b := p/64, uint64(1)<<(p%64)
-		if ns.resident[w]&b != 0 {
-			ns.resident[w] &^= b
+		w, b := &ns.resident[p/64], uint64(1)<<(p%64)
+		if atomic.LoadUint64(w)&b != 0 && atomic.AndUint64(w, ^b)&b != 0 {
 			ns.stored.Add(-1)
 		}
 	}

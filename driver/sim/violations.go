@@ -73,8 +73,8 @@ type violationLog struct {
 // violation records one violation. Under Config.Strict it also makes the controller
 // fatal (CSTS.CFS), so that a run against it fails instead of counting quietly.
 func (c *Controller) violation(kind Violation, format string, args ...any) {
-	// The description first: whoever sees the count grow then finds it in Last.
 	msg := kind.String() + ": " + fmt.Sprintf(format, args...)
+	// The message first: whoever sees the count go up sees its description.
 	c.violations.mu.Lock()
 	c.violations.last = msg
 	c.violations.mu.Unlock()

@@ -174,7 +174,7 @@ func TestStrictnessKeys(t *testing.T) {
 	if capReg.DSTRD() != 2 || capReg.MPSMIN() != 1 || capReg.MPSMAX() < 1 {
 		t.Fatalf("CAP %v", capReg)
 	}
-	if size := c.Registers().Size(); size < spec.CQHeadDoorbell(uint16(cfg.IOQueues), 2)+4 {
+	if size := c.hostRegs.Size(); size < spec.CQHeadDoorbell(uint16(cfg.IOQueues), 2)+4 {
 		t.Fatalf("BAR0 of %d bytes has no room for the last doorbell at stride 16", size)
 	}
 }
