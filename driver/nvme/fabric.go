@@ -353,17 +353,8 @@ func (q *QPair) pollFabric() (int, error) {
 		q.idlePolls = 0
 		q.idleSince = time.Time{}
 	} else if q.active > 0 {
-		q.idlePolls++
-		if q.idlePolls&0xFF == 0 {
-			now := time.Now()
-			if q.idleSince.IsZero() {
-				q.idleSince = now
-			} else if now.Sub(q.idleSince) >= healthCheckInterval {
-				q.idleSince = now
-				if err := q.ctrl.checkAlive(); err != nil {
-					return 0, q.fail(err)
-				}
-			}
+		if err := q.idleCheck(); err != nil {
+			return 0, err
 		}
 	}
 	return n, nil

@@ -439,20 +439,8 @@ func (q *QPair) poll() (n int, err error) {
 			q.swqCount--
 		}
 	} else if q.active > 0 {
-		// Nothing came back: when nothing has for a while, make sure the controller is
-		// still alive, so a dead device ends the run instead of hanging it. The clock is
-		// read only every 256 empty polls.
-		q.idlePolls++
-		if q.idlePolls&0xFF == 0 {
-			now := time.Now()
-			if q.idleSince.IsZero() {
-				q.idleSince = now
-			} else if now.Sub(q.idleSince) >= healthCheckInterval {
-				q.idleSince = now
-				if err := q.ctrl.checkAlive(); err != nil {
-					return 0, q.fail(err)
-				}
-			}
+		if err := q.idleCheck(); err != nil {
+			return 0, err
 		}
 	}
 	if q.tmo.limit > 0 || len(q.retry.delayed) > 0 { // timeout.go, retry.go
@@ -531,3 +519,24 @@ func (q *QPair) Command(cid uint16) *spec.Command {
 
 // cidMask selects the request index from a command identifier.
 func (q *QPair) cidMask() uint16 { return uint16(1<<q.cidShift - 1) }
+
+// idleCheck runs after a poll that completed nothing while commands are outstanding:
+// when nothing has come back for a while, make sure the controller is still alive, so
+// a dead device ends the run instead of hanging it. The clock is read only every 256
+// empty polls.
+func (q *QPair) idleCheck() error {
+	q.idlePolls++
+	if q.idlePolls&0xFF != 0 {
+		return nil
+	}
+	now := time.Now()
+	if q.idleSince.IsZero() {
+		q.idleSince = now
+	} else if now.Sub(q.idleSince) >= healthCheckInterval {
+		q.idleSince = now
+		if err := q.ctrl.checkAlive(); err != nil {
+			return q.fail(err)
+		}
+	}
+	return nil
+}
