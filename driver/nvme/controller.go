@@ -189,16 +189,9 @@ func (c *Controller) enable() error {
 	if c.cap == 0xFFFFFFFFFFFFFFFF {
 		return fmt.Errorf("nvme: %w: CAP reads as all ones (device removed or BAR not mapped)", ErrFailed)
 	}
-	c.vs = spec.VS(c.regs.Read32(spec.RegVS))
-	if c.cap.CSS()&1 == 0 {
-		return fmt.Errorf("nvme: controller does not support the NVM command set (%v)", c.cap)
+	if err := c.checkCapabilities(); err != nil {
+		return err
 	}
-	// The memory page is the smallest the controller accepts (CAP.MPSMIN).
-	if c.cap.MPSMIN() > maxMPSMIN || c.cap.MPSMIN() > c.cap.MPSMAX() {
-		return fmt.Errorf("nvme: controller's smallest memory page is %d bytes; nvmeperf drives pages of 4 KiB to %d KiB (%v)",
-			uint64(4096)<<c.cap.MPSMIN(), 4<<maxMPSMIN, c.cap)
-	}
-	c.pageSize = bus.PageSize << c.cap.MPSMIN()
 	if err := c.disableFirst(); err != nil {
 		return err
 	}
@@ -799,4 +792,21 @@ func (c *Controller) disableWait() error {
 	cc := spec.CC(c.regs.Read32(spec.RegCC))
 	c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
 	return c.waitReadyOff()
+}
+
+// checkCapabilities reads VS and checks, from CAP, that nvmeperf can drive the
+// controller (the NVM command set, a memory page size it supports), then picks the
+// smallest memory page the controller accepts (CAP.MPSMIN). PCIe and fabrics share it.
+func (c *Controller) checkCapabilities() error {
+	c.vs = spec.VS(c.regs.Read32(spec.RegVS))
+	if c.cap.CSS()&1 == 0 {
+		return fmt.Errorf("nvme: controller does not support the NVM command set (%v)", c.cap)
+	}
+	// The memory page is the smallest the controller accepts (CAP.MPSMIN).
+	if c.cap.MPSMIN() > maxMPSMIN || c.cap.MPSMIN() > c.cap.MPSMAX() {
+		return fmt.Errorf("nvme: controller's smallest memory page is %d bytes; nvmeperf drives pages of 4 KiB to %d KiB (%v)",
+			uint64(4096)<<c.cap.MPSMIN(), 4<<maxMPSMIN, c.cap)
+	}
+	c.pageSize = bus.PageSize << c.cap.MPSMIN()
+	return nil
 }

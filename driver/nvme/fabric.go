@@ -128,15 +128,9 @@ func (c *Controller) enableFabric() error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	c.vs = spec.VS(c.regs.Read32(spec.RegVS))
-	if c.cap.CSS()&1 == 0 {
-		return fmt.Errorf("nvme: controller does not support the NVM command set (%v)", c.cap)
+	if err := c.checkCapabilities(); err != nil {
+		return err
 	}
-	if c.cap.MPSMIN() > maxMPSMIN || c.cap.MPSMIN() > c.cap.MPSMAX() {
-		return fmt.Errorf("nvme: controller's smallest memory page is %d bytes; nvmeperf drives pages of 4 KiB to %d KiB (%v)",
-			uint64(4096)<<c.cap.MPSMIN(), 4<<maxMPSMIN, c.cap)
-	}
-	c.pageSize = bus.PageSize << c.cap.MPSMIN()
 	if err := c.disableFirst(); err != nil {
 		return err
 	}
