@@ -746,8 +746,11 @@ func TestStartGateErrorRunsNothing(t *testing.T) {
 func TestWorkerCPUExcludesWarmup(t *testing.T) {
 	cpus := allowedCPUs(t)
 	cores := cpus[:min(2, len(cpus))]
+	// A count, not a time, bounds the measured phase: on a loaded machine a worker may
+	// get so little of a short window that the thread's CPU clock, kept in ticks, shows
+	// nothing. 400 000 I/Os are tens of milliseconds of CPU however long they take.
 	cfg := Config{Pattern: RandRead, IOSize: 512, QueueDepth: 8, Cores: cores,
-		Warmup: 500 * time.Millisecond, Duration: 200 * time.Millisecond}
+		Warmup: 500 * time.Millisecond, NumIOs: 400_000, Duration: 2 * time.Minute}
 	begin := time.Now()
 	res := run(t, cfg, newFakeTarget("f", 1<<20, 512))
 	if res.Err != nil {
