@@ -239,11 +239,12 @@ func coordinate(ctx context.Context, rs *runState, cfg *Config, allDone <-chan s
 			rs.requestStop(rs.clock())
 		case <-timerC:
 			if warming {
-				// Warm-up is over: begin measuring now unless a worker already did at
-				// the exact instant, and time the measured phase from its start.
+				// Warm-up is over. A running worker switches at the planned instant
+				// itself; when none was on a CPU to do so, none reaped anything since,
+				// so the measured phase still starts at the planned instant.
 				warming = false
 				now := rs.clock()
-				rs.beginMeasure(now)
+				rs.beginMeasure(rs.warmupEnd)
 				if cfg.Duration > 0 {
 					phaseTimer.Reset(max(0, cfg.Duration-time.Duration(now-rs.measureStart.Load())))
 				} else {

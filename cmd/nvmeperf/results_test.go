@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,44 +50,57 @@ func metrics(t *testing.T, d *report.Document) report.Metrics {
 func TestE2ESweepNANDShape(t *testing.T) {
 	dir := t.TempDir()
 	csvPath, plotDir := filepath.Join(dir, "sweep.csv"), filepath.Join(dir, "plots")
-	r := runBinary(t, "sweep", "-q", "1,4,64", "-o", "4k", "-w", "randread", "-t", "2", "-a", "0.5",
-		"-r", shapeNAND, "--output-format", "json", "--csv", csvPath, "--plot", plotDir)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
-	l := loadOut(t, r)
-	if l.Sweep == nil || l.Sweep.Schema != report.SweepSchema || l.Sweep.Status != report.SweepOK || len(l.Sweep.Points) != 3 {
-		t.Fatalf("sweep document: %+v", l.Sweep)
-	}
-	var iops, p99 [3]float64
-	for i, p := range l.Sweep.Points {
-		if p.Failed() || p.Result.Schema != report.Schema {
-			t.Fatalf("point %d failed: %s", i, p.Error)
+	// The shape is the device model's; a simulator thread starved of CPU for seconds (two
+	// busy loops beside the race detector) can blur one sweep, so it gets three tries.
+	// A model that does not saturate fails all three.
+	var r e2eRun
+	for attempt := 1; ; attempt++ {
+		var problems []string
+		r = runBinary(t, "sweep", "-q", "1,4,64", "-o", "4k", "-w", "randread", "-t", "2", "-a", "0.5",
+			"-r", shapeNAND, "--output-format", "json", "--csv", csvPath, "--plot", plotDir)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		c := p.Result.Config
-		if c.QueueDepth != p.Params.QueueDepth || c.IOSize != 4096 || c.Workload != "randread" || c.WarmupSeconds != 0.5 {
-			t.Errorf("point %s ran config %+v", p.Params, c)
+		l := loadOut(t, r)
+		if l.Sweep == nil || l.Sweep.Schema != report.SweepSchema || l.Sweep.Status != report.SweepOK || len(l.Sweep.Points) != 3 {
+			t.Fatalf("sweep document: %+v", l.Sweep)
 		}
-		m := metrics(t, p.Result)
-		iops[i], p99[i] = m["iops"], m["p99"]
-	}
-	t.Logf("IOPS %v, p99 %v ns", iops, p99)
-	const capIOPS = 100
-	// IOPS rises with depth (q=4 keeps both dies busy, q=1 at most one: ideally 100 vs
-	// 50; a scheduling stall can cost a 2 s point a third)...
-	if iops[1] < 1.2*iops[0] || iops[2] < 1.5*iops[0] {
-		t.Errorf("IOPS does not rise with depth: q=1 %.0f, q=4 %.0f, q=64 %.0f", iops[0], iops[1], iops[2])
-	}
-	// ...and saturates: 16 times the depth gives far less than 16 times the IOPS, and never
-	// more than the dies can serve.
-	// The I/Os in flight at the stop complete in the drain and are counted, as in
-	// spdk_nvme_perf (docs/workload.md): up to 64 more over the 2 s.
-	if limit := 1.25*capIOPS + 64/2.0; iops[2] > 4*iops[1] || iops[2] > limit {
-		t.Errorf("IOPS at q=64 (%.0f) did not saturate (q=4: %.0f, device limit %d, with the drain %.0f)", iops[2], iops[1], capIOPS, limit)
-	}
-	// Past saturation the extra depth only queues: p99 rises (Little's law: ×16 ideally).
-	if p99[2] < 1.5*p99[1] {
-		t.Errorf("p99 at q=64 (%.0f ns) did not rise past q=4 (%.0f ns)", p99[2], p99[1])
+		var iops, p99 [3]float64
+		for i, p := range l.Sweep.Points {
+			if p.Failed() || p.Result.Schema != report.Schema {
+				t.Fatalf("point %d failed: %s", i, p.Error)
+			}
+			c := p.Result.Config
+			if c.QueueDepth != p.Params.QueueDepth || c.IOSize != 4096 || c.Workload != "randread" || c.WarmupSeconds != 0.5 {
+				t.Errorf("point %s ran config %+v", p.Params, c)
+			}
+			m := metrics(t, p.Result)
+			iops[i], p99[i] = m["iops"], m["p99"]
+		}
+		t.Logf("attempt %d: IOPS %v, p99 %v ns", attempt, iops, p99)
+		const capIOPS = 100
+		// IOPS rises with depth (q=4 keeps both dies busy, q=1 at most one: ideally 100
+		// vs 50; a scheduling stall can cost a 2 s point a third)...
+		if iops[1] < 1.2*iops[0] || iops[2] < 1.5*iops[0] {
+			problems = append(problems, fmt.Sprintf("IOPS does not rise with depth: q=1 %.0f, q=4 %.0f, q=64 %.0f", iops[0], iops[1], iops[2]))
+		}
+		// ...and saturates: 16 times the depth gives far less than 16 times the IOPS, and
+		// never more than the dies can serve. The I/Os in flight at the stop complete in
+		// the drain and are counted, as in spdk_nvme_perf (docs/workload.md): up to 64
+		// more over the 2 s.
+		if limit := 1.25*capIOPS + 64/2.0; iops[2] > 4*iops[1] || iops[2] > limit {
+			problems = append(problems, fmt.Sprintf("IOPS at q=64 (%.0f) did not saturate (q=4: %.0f, device limit %d, with the drain %.0f)", iops[2], iops[1], capIOPS, limit))
+		}
+		// Past saturation the extra depth only queues: p99 rises (Little's law: ×16).
+		if p99[2] < 1.5*p99[1] {
+			problems = append(problems, fmt.Sprintf("p99 at q=64 (%.0f ns) did not rise past q=4 (%.0f ns)", p99[2], p99[1]))
+		}
+		if len(problems) == 0 {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("three sweeps without the device's shape; last: %s", strings.Join(problems, "; "))
+		}
 	}
 	// Not a terminal: a line per finished point.
 	for _, want := range []string{"point 1/3 q=1 ", "point 2/3 q=4 ", "point 3/3 q=64 "} {
