@@ -358,6 +358,10 @@ func (cfg *Config) Validate() error {
 			return fmt.Errorf("sim: mode inline with model nand is not accepted (nand completes commands later, which needs the device thread: use mode=thread, the default)")
 		case cfg.Faults.Delay > 0:
 			return fmt.Errorf("sim: mode inline with faildelay %v is not accepted (a delayed completion needs the device thread: use mode=thread, the default)", cfg.Faults.Delay)
+		case cfg.ShadowDoorbell:
+			// A device that runs only inside register writes cannot pick up a tail the
+			// host left in a shadow doorbell without ringing (after a freeze, say).
+			return fmt.Errorf("sim: mode inline with shadowdb is not accepted (a shadow doorbell update that skips the register write needs the device thread to see it: use mode=thread, the default)")
 		}
 	}
 	if cfg.Store == StoreMemory && cfg.totalBytes() > cfg.MemLimit {

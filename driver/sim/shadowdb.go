@@ -110,9 +110,9 @@ func (cq *completionQueue) headValue() uint32 {
 
 // publishEventIdx asks for a doorbell write once the host moves the tail past the one
 // the device has seen. A host that moved it before seeing the new EventIdx (and so did
-// not ring) is caught by the device's next look at the shadow slot: the device thread
-// looks on every pass, and in inline mode the host cannot skip (the device has always
-// seen its last tail, so the EventIdx is the host's old value and the rule says ring).
+// not ring) is caught by the device thread's next look at the shadow slot, on its next
+// pass. (Inline mode, where the model runs only inside register writes, refuses
+// shadowdb: nothing would look.)
 func (sq *submissionQueue) publishEventIdx() {
 	if sq.eventIdx != nil {
 		atomic.StoreUint32(sq.eventIdx, sq.tail)
