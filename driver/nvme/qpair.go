@@ -488,7 +488,10 @@ func (q *QPair) ringSQ() (err error) {
 }
 
 // ringCQ tells the controller the new CQ head: through the shadow doorbell when in use,
-// and the register when the controller's EventIdx asks for it (or always without).
+// and the register when the controller's EventIdx asks for it (or always without). Not
+// inlined, so the doorbell rules test finds it (qpair_rules_test.go).
+//
+//go:noinline
 func (q *QPair) ringCQ() {
 	if q.cqShadow != nil { // shadowdb.go
 		old := q.lastCQHead
