@@ -197,6 +197,10 @@ type TransportStats struct {
 	SQMMIODoorbellUpdates uint64 `json:"sq_mmio_doorbell_updates"`
 	CQMMIODoorbellUpdates uint64 `json:"cq_mmio_doorbell_updates"`
 	QueuedRequests        uint64 `json:"queued_requests"`
+	// Shadow doorbells: shadow updates, and doorbell register writes they made unneeded.
+	SQShadowDoorbellUpdates uint64 `json:"sq_shadow_doorbell_updates"`
+	CQShadowDoorbellUpdates uint64 `json:"cq_shadow_doorbell_updates"`
+	ShadowDoorbellSkips     uint64 `json:"shadow_doorbell_skips"`
 }
 
 // TransportStatsOf converts a job's counters; nil stays nil.
@@ -206,7 +210,9 @@ func TransportStatsOf(q *target.QueueStats) *TransportStats {
 	}
 	return &TransportStats{Polls: q.Polls, IdlePolls: q.IdlePolls, Completions: q.Completions,
 		SubmittedRequests: q.Submitted, SQMMIODoorbellUpdates: q.SQDoorbells,
-		CQMMIODoorbellUpdates: q.CQDoorbells, QueuedRequests: q.Queued}
+		CQMMIODoorbellUpdates: q.CQDoorbells, QueuedRequests: q.Queued,
+		SQShadowDoorbellUpdates: q.SQShadowUpdates, CQShadowDoorbellUpdates: q.CQShadowUpdates,
+		ShadowDoorbellSkips: q.ShadowSkips}
 }
 
 // Total is every job merged.

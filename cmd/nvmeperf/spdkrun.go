@@ -201,11 +201,12 @@ func writeTransportStats(w io.Writer, res workload.Result) {
 		fmt.Fprintf(w, "\tidle_polls:          %d\n", s.IdlePolls)
 		fmt.Fprintf(w, "\tcompletions:         %d\n", s.Completions)
 		fmt.Fprintf(w, "\tcq_mmio_doorbell_updates: %d\n", s.CQDoorbells)
-		fmt.Fprintf(w, "\tcq_shadow_doorbell_updates: %d\n", 0)
+		fmt.Fprintf(w, "\tcq_shadow_doorbell_updates: %d\n", s.CQShadowUpdates)
 		fmt.Fprintf(w, "\tsubmitted_requests:  %d\n", s.Submitted)
 		fmt.Fprintf(w, "\tsq_mmio_doorbell_updates:  %d\n", s.SQDoorbells)
-		fmt.Fprintf(w, "\tsq_shadow_doorbell_updates:  %d\n", 0)
+		fmt.Fprintf(w, "\tsq_shadow_doorbell_updates:  %d\n", s.SQShadowUpdates)
 		fmt.Fprintf(w, "\tqueued_requests:     %d\n", s.Queued)
+		fmt.Fprintf(w, "\tshadow_doorbell_skips: %d\n", s.ShadowSkips) // not in SPDK's layout
 	}
 }
 

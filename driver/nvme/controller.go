@@ -33,6 +33,9 @@ type Options struct {
 	// NoShutdownNotification makes Detach disable the controller (CC.EN=0) instead of
 	// a normal shutdown notification (CC.SHN), as spdk_nvme_perf -N does.
 	NoShutdownNotification bool
+	// NoShadowDoorbell keeps the I/O queues on their doorbell registers even when the
+	// controller offers shadow doorbells (Doorbell Buffer Config; shadowdb.go).
+	NoShadowDoorbell bool
 	// KeepAlive is the keep alive timeout of a fabrics controller (Connect KATO); Keep
 	// Alive commands go every half of it. 0 disables keep alive. PCIe ignores it.
 	KeepAlive time.Duration
@@ -112,6 +115,8 @@ type Controller struct {
 
 	rec recoveryState // timeouts, aborts, resets (recovery.go)
 	aer aerState      // asynchronous events (aer.go)
+
+	dbbuf dbbufState // shadow doorbells (shadowdb.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
@@ -134,6 +139,9 @@ func Attach(regs bus.Registers, dma bus.Allocator, opts Options) (*Controller, e
 	err := c.guard("enabling the controller", c.enable)
 	if err == nil {
 		err = c.guard("identifying the controller", c.identify)
+	}
+	if err == nil {
+		err = c.setupShadowDoorbells() // shadowdb.go
 	}
 	if err != nil {
 		// The controller may have been enabled with the admin queue: stop it before its
@@ -682,6 +690,7 @@ func (c *Controller) teardown(shutDown bool) error {
 		c.freeDMA(c.scratch, true)
 		c.scratch = bus.Buffer{}
 	}
+	c.freeShadowDoorbells(true) // shadowdb.go
 	c.dmaMu.Lock()
 	defer c.dmaMu.Unlock()
 	if n := len(c.deferred); n > 0 && !c.safe {

@@ -207,6 +207,7 @@ func (q *QPair) reconnect(cause error) error {
 func (q *QPair) resetRing() {
 	q.sqTail, q.cqHead, q.sqHead, q.phase, q.active = 0, 0, 0, 1, 0
 	q.lastRungTail, q.sinceRing = 0, 0
+	q.clearShadow() // shadowdb.go
 	q.swqHead, q.swqCount = 0, 0
 	q.idlePolls, q.idleSince = 0, time.Time{}
 	clear(q.cq) // phase tags 0: no entry looks posted
@@ -318,7 +319,13 @@ func (c *Controller) resetController() error {
 	if err != nil {
 		return err
 	}
-	return c.reidentify()
+	if err := c.reidentify(); err != nil {
+		return err
+	}
+	if c.dbbuf.on { // shadowdb.go: a reset made the controller forget the buffers
+		return c.sendDoorbellBufferConfig()
+	}
+	return nil
 }
 
 // reidentify checks the reset controller against what the run was set up with.

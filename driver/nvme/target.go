@@ -224,6 +224,7 @@ func (q *nsQueue) TransportStats() target.QueueStats {
 	return target.QueueStats{
 		Polls: q.polls, IdlePolls: q.idlePolls, Completions: s.Completed, Submitted: s.Submitted,
 		SQDoorbells: s.SQDoorbells, CQDoorbells: s.CQDoorbells, Queued: s.SoftQueued,
+		SQShadowUpdates: s.SQShadowUpdates, CQShadowUpdates: s.CQShadowUpdates, ShadowSkips: s.ShadowSkips,
 	}
 }
 

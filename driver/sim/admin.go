@@ -30,6 +30,9 @@ func (c *Controller) buildIdentifyController() []byte {
 	id.CNTLID = simControllerID
 	id.VER = uint32(spec.MakeVS(1, 4, 0))
 	id.OACS = 0
+	if c.cfg.ShadowDoorbell {
+		id.OACS |= spec.OACSDoorbellBufferConfig
+	}
 	id.ACL = abortLimit - 1
 	id.AERL = asyncEventMax - 1
 	id.LPA = 0
@@ -95,6 +98,8 @@ func (c *Controller) admin(sq *submissionQueue, cmd *spec.Command) {
 	case spec.AdminAbort:
 		dw0 = c.abort(cmd) // recovery.go
 	case spec.AdminKeepAlive:
+	case spec.AdminDoorbellBufferCfg:
+		st = c.doorbellBufferConfig(cmd) // shadowdb.go
 	case spec.AdminAsyncEventRequest:
 		if st = c.holdAER(sq, cmd); st == spec.StatusSuccess {
 			return // held until an event (recovery.go); a reset drops it

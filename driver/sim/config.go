@@ -76,6 +76,8 @@ type Config struct {
 	Strict        bool          // a spec violation also sets CSTS.CFS, so the host fails loudly (strict)
 	RTD3E         uint32        // Identify RTD3E: RTD3 entry latency in microseconds (rtd3e)
 	ShutdownDelay time.Duration // time from CC.SHN to CSTS.SHST complete (shndelay)
+	// ShadowDoorbell offers Doorbell Buffer Config (OACS bit 8) and honours it (shadowdb)
+	ShadowDoorbell bool
 }
 
 // DefaultConfig is one 1 GiB namespace of 4 KiB blocks on a null-model controller with
@@ -269,15 +271,18 @@ func (cfg *Config) set(key, val string) error {
 			return badValue(key, val, fmt.Sprintf("CAP.MPSMIN from 0 to %d (memory page 4 KiB << mpsmin)", maxMPSMIN))
 		}
 		cfg.MPSMIN = uint8(n)
-	case "regs32", "strict":
+	case "regs32", "strict", "shadowdb":
 		b, err := strconv.ParseBool(val)
 		if err != nil {
 			return badValue(key, val, "1 or 0 (true or false)")
 		}
-		if key == "regs32" {
+		switch key {
+		case "regs32":
 			cfg.Regs32 = b
-		} else {
+		case "strict":
 			cfg.Strict = b
+		default:
+			cfg.ShadowDoorbell = b
 		}
 	case "rtd3e":
 		d, err := time.ParseDuration(val)
@@ -353,6 +358,10 @@ func (cfg *Config) Validate() error {
 			return fmt.Errorf("sim: mode inline with model nand is not accepted (nand completes commands later, which needs the device thread: use mode=thread, the default)")
 		case cfg.Faults.Delay > 0:
 			return fmt.Errorf("sim: mode inline with faildelay %v is not accepted (a delayed completion needs the device thread: use mode=thread, the default)", cfg.Faults.Delay)
+		case cfg.ShadowDoorbell:
+			// A device that runs only inside register writes cannot pick up a tail the
+			// host left in a shadow doorbell without ringing (after a freeze, say).
+			return fmt.Errorf("sim: mode inline with shadowdb is not accepted (a shadow doorbell update that skips the register write needs the device thread to see it: use mode=thread, the default)")
 		}
 	}
 	if cfg.Store == StoreMemory && cfg.totalBytes() > cfg.MemLimit {

@@ -116,6 +116,7 @@ type Controller struct {
 	removed     bool        // Remove was called: BAR0 is inaccessible
 
 	rec recoveryState // held commands and recovery counters (recovery.go)
+	db  dbbuf         // shadow doorbell buffers (shadowdb.go)
 }
 
 // New validates cfg, maps BAR0 and the data store, and starts the device thread.
@@ -534,6 +535,7 @@ func (c *Controller) dropQueues() {
 	}
 	clear(c.sqs)
 	clear(c.cqs)
+	c.dropDoorbellBuffers() // shadowdb.go: a reset forgets them
 	c.active = c.active[:0]
 	clear(c.timers)
 	c.timers = c.timers[:0]
@@ -553,6 +555,7 @@ func (c *Controller) newCQ(id uint16, size uint32, addr uint64) *completionQueue
 	cq.id, cq.size, cq.ring = id, size, r.mem[off:off+uint64(size)*spec.CQESize]
 	cq.headDB, cq.phase, cq.pin = c.regs.Reg32(spec.CQHeadDoorbell(id, c.cfg.DSTRD)), 1, r.queues
 	c.regs.Write32(spec.CQHeadDoorbell(id, c.cfg.DSTRD), 0)
+	c.shadowCQ(cq) // shadowdb.go
 	r.queues.Add(1)
 	c.cqs[id] = cq
 	// Room for every completion this CQ can ever have pending, so the heap never grows
@@ -598,6 +601,7 @@ func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQu
 		}
 	}
 	c.regs.Write32(spec.SQTailDoorbell(id, c.cfg.DSTRD), 0)
+	c.shadowSQ(sq) // shadowdb.go
 	r.queues.Add(1)
 	cq.sqs++
 	c.sqs[id] = sq
@@ -614,7 +618,7 @@ const fetchBurst = 64
 // tail the CQ has room for, executes them, adds the pass's statistics and then posts
 // its completions in one CQ write pass.
 func (c *Controller) serviceSQ(sq *submissionQueue, limit int) int {
-	tail := bus.Load32(sq.tailDB)
+	tail := sq.tailValue() // shadowdb.go
 	if tail != sq.tail {
 		// New entries since the last look: they may fill the ring but never overrun
 		// entries not fetched yet.
@@ -635,6 +639,7 @@ func (c *Controller) serviceSQ(sq *submissionQueue, limit int) int {
 			}
 		}
 		sq.tail = tail
+		sq.publishEventIdx() // shadowdb.go; a later move is seen by the next look
 	}
 	n := 0
 	var cmd spec.Command

@@ -296,6 +296,7 @@ func TestInlineRefusesWhatNeedsAClock(t *testing.T) {
 	for _, opts := range []map[string]string{
 		{"mode": "inline", "model": "nand"},
 		{"mode": "inline", "faildelay": "1ms"},
+		{"mode": "inline", "shadowdb": "1"},
 	} {
 		_, err := sim.ParseOptions(opts)
 		if err == nil || !strings.Contains(err.Error(), "mode inline") || !strings.Contains(err.Error(), "mode=thread") {

@@ -26,8 +26,10 @@ type cqState struct {
 	size   uint32
 	ring   []byte
 	headDB *uint32 // CQ head doorbell in BAR0
-	tail   uint32
-	phase  uint16 // phase tag of the entries being posted now: 1 on the first lap
+	// shadowHead is the CQ head's shadow doorbell slot, nil when not in use (shadowdb.go)
+	shadowHead *uint32
+	tail       uint32
+	phase      uint16 // phase tag of the entries being posted now: 1 on the first lap
 	// reserved counts commands fetched for this CQ whose completion is not posted yet;
 	// fetching stops when posted-but-unconsumed plus reserved would fill the ring, so a
 	// completion never overwrites an entry the host has not consumed.
@@ -41,7 +43,7 @@ type cqState struct {
 
 // free is the number of completions that can still be promised.
 func (cq *completionQueue) free(c *Controller) uint32 {
-	h := bus.Load32(cq.headDB)
+	h := cq.headValue() // shadowdb.go
 	switch {
 	case h == cq.head:
 	case h >= cq.size:
@@ -93,15 +95,17 @@ type submissionQueue struct {
 }
 
 type sqState struct {
-	id      uint16
-	size    uint32
-	ring    []byte
-	tailDB  *uint32 // SQ tail doorbell in BAR0
-	head    uint32
-	tail    uint32 // last valid tail the host rang
-	badTail uint32
-	cq      *completionQueue
-	pin     *atomic.Int32
+	id     uint16
+	size   uint32
+	ring   []byte
+	tailDB *uint32 // SQ tail doorbell in BAR0
+	// Shadow doorbell and EventIdx slots, nil when not in use (shadowdb.go).
+	shadowTail, eventIdx *uint32
+	head                 uint32
+	tail                 uint32 // last valid tail the host rang
+	badTail              uint32
+	cq                   *completionQueue
+	pin                  *atomic.Int32
 	// inflight counts commands fetched from this queue and not yet completed.
 	inflight int
 

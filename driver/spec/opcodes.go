@@ -21,6 +21,7 @@ const (
 	AdminFirmwareCommit      AdminOpcode = 0x10
 	AdminFirmwareDownload    AdminOpcode = 0x11
 	AdminKeepAlive           AdminOpcode = 0x18
+	AdminDoorbellBufferCfg   AdminOpcode = 0x7C // Doorbell Buffer Config (OACS bit 8)
 	AdminFormatNVM           AdminOpcode = 0x80
 )
 
@@ -31,6 +32,7 @@ var adminOpcodeNames = map[AdminOpcode]string{
 	AdminAsyncEventRequest: "Asynchronous Event Request", AdminNamespaceManagement: "Namespace Management",
 	AdminFirmwareCommit: "Firmware Commit", AdminFirmwareDownload: "Firmware Image Download",
 	AdminKeepAlive: "Keep Alive", AdminFormatNVM: "Format NVM",
+	AdminDoorbellBufferCfg: "Doorbell Buffer Config",
 }
 
 func (o AdminOpcode) String() string {

@@ -108,6 +108,11 @@ type QueueStats struct {
 	SQDoorbells uint64 // submission queue tail doorbell writes
 	CQDoorbells uint64 // completion queue head doorbell writes
 	Queued      uint64 // submissions that waited in software for a free slot
+	// Shadow doorbells (PCIe Doorbell Buffer Config): updates of the SQ tail and CQ head
+	// shadows, and the doorbell register writes they made unnecessary.
+	SQShadowUpdates uint64
+	CQShadowUpdates uint64
+	ShadowSkips     uint64
 }
 
 // Add accumulates o into s (a job's queue pairs sum into one record).
@@ -119,6 +124,9 @@ func (s *QueueStats) Add(o QueueStats) {
 	s.SQDoorbells += o.SQDoorbells
 	s.CQDoorbells += o.CQDoorbells
 	s.Queued += o.Queued
+	s.SQShadowUpdates += o.SQShadowUpdates
+	s.CQShadowUpdates += o.CQShadowUpdates
+	s.ShadowSkips += o.ShadowSkips
 }
 
 // StatsQueue is implemented by queues that count transport events (the userspace NVMe
