@@ -619,6 +619,11 @@ const fetchBurst = 64
 // its completions in one CQ write pass.
 func (c *Controller) serviceSQ(sq *submissionQueue, limit int) int {
 	tail := sq.tailValue() // shadowdb.go
+	if c.faults.armed.Load()&faultFreeze != 0 {
+		// Looked at again after the tail: a host that froze the controller and then
+		// rang the doorbell must not see that command run by a pass already under way.
+		return 0
+	}
 	if tail != sq.tail {
 		// New entries since the last look: they may fill the ring but never overrun
 		// entries not fetched yet.
