@@ -20,21 +20,7 @@ func shadowSim(t *testing.T, opts nvme.Options, mod func(*sim.Config)) (*sim.Con
 	if mod != nil {
 		mod(&cfg)
 	}
-	dev, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Close() })
-	t.Cleanup(func() {
-		if v := dev.Violations(); v.Total != 0 {
-			t.Errorf("the driver committed %d spec violations (%v); last: %s", v.Total, v.Counts, v.Last)
-		}
-	})
-	c, err := nvme.Attach(dev.Registers(), dev.Allocator(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Detach() })
+	dev, c := attachSim(t, cfg, opts)
 	return dev, c
 }
 

@@ -27,23 +27,7 @@ func newSim(t testing.TB, mod func(*sim.Config)) (*sim.Controller, *nvme.Control
 	if mod != nil {
 		mod(&cfg)
 	}
-	dev, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Close() })
-	// After Detach (cleanups run last first): a normal run breaks no spec rule the
-	// simulator can see.
-	t.Cleanup(func() {
-		if v := dev.Violations(); v.Total != 0 {
-			t.Errorf("the driver committed %d spec violations (%v); last: %s", v.Total, v.Counts, v.Last)
-		}
-	})
-	c, err := nvme.Attach(dev.Registers(), dev.Allocator(), nvme.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Detach() })
+	dev, c := attachSim(t, cfg, nvme.Options{})
 	if newSimHook != nil {
 		newSimHook(c, dev)
 	}
@@ -458,4 +442,27 @@ func TestSimSurpriseRemoval(t *testing.T) {
 	if _, err := c.AdminCommand(&cmd, bus.Buffer{}); !errors.Is(err, nvme.ErrFailed) {
 		t.Errorf("admin command after removal: %v", err)
 	}
+}
+
+// attachSim starts a simulator with cfg and attaches the driver with opts; at the end
+// (cleanups run last first: after Detach) it fails the test if the driver broke a spec
+// rule the simulator can see.
+func attachSim(t testing.TB, cfg sim.Config, opts nvme.Options) (*sim.Controller, *nvme.Controller) {
+	t.Helper()
+	dev, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	t.Cleanup(func() {
+		if v := dev.Violations(); v.Total != 0 {
+			t.Errorf("the driver committed %d spec violations (%v); last: %s", v.Total, v.Counts, v.Last)
+		}
+	})
+	c, err := nvme.Attach(dev.Registers(), dev.Allocator(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Detach() })
+	return dev, c
 }

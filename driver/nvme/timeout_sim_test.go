@@ -17,21 +17,7 @@ func attachWith(t *testing.T, opts nvme.Options) (*sim.Controller, *nvme.Control
 	cfg := sim.DefaultConfig()
 	cfg.NamespaceSize = 16 << 20
 	cfg.LBASize = 512
-	dev, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Close() })
-	t.Cleanup(func() {
-		if v := dev.Violations(); v.Total != 0 {
-			t.Errorf("the driver committed %d spec violations (%v); last: %s", v.Total, v.Counts, v.Last)
-		}
-	})
-	c, err := nvme.Attach(dev.Registers(), dev.Allocator(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Detach() })
+	dev, c := attachSim(t, cfg, opts)
 	return dev, c
 }
 
