@@ -89,6 +89,8 @@ type QPair struct {
 
 	reqs     []request
 	cidShift uint     // bits of the CID that hold the request index
+	cidMaskV uint16   // the CID bits that hold the request index
+	genStep  uint16   // 1<<cidShift: adds one to a CID's generation (0 when there is none)
 	free     []uint16 // stack of free request indexes
 	swq      []uint16 // FIFO ring of requests waiting for an SQ slot
 	swqHead  int
@@ -191,7 +193,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	q.sq = unsafe.Slice((*spec.Command)(unsafe.Pointer(&q.sqMem.Bytes[0])), entries)
 	q.cq = unsafe.Slice((*spec.Completion)(unsafe.Pointer(&q.cqMem.Bytes[0])), entries)
 	q.reqs = make([]request, nreq)
-	q.cidShift = uint(bits.Len(uint(nreq - 1)))
+	q.setCIDLayout(nreq)
 	q.free = make([]uint16, nreq)
 	q.swq = make([]uint16, nreq)
 	for i := range q.reqs {
@@ -274,13 +276,10 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	idx := q.free[n-1]
 	r := &q.reqs[idx]
+	// The request keeps the command for retries and error messages; the SQ slot gets it
+	// from cmd, not from r.cmd (see placeFrom).
 	r.cmd = *cmd
-	if q.cidShift < 16 {
-		gen := (r.cid>>q.cidShift + 1) & (1<<(16-q.cidShift) - 1)
-		r.cid = idx | gen<<q.cidShift
-	} else {
-		r.cid = idx
-	}
+	r.cid = q.nextCID(r.cid, idx)
 	r.cmd.SetCID(r.cid)
 	if q.fabric != nil {
 		if err := q.fabric.Submit(&r.cmd, data.Bytes); err != nil {
@@ -306,7 +305,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 		q.stats.SoftQueued++
 		return nil
 	}
-	q.place(r)
+	q.placeFrom(r, cmd)
 	return q.afterPlace()
 }
 
@@ -328,9 +327,38 @@ func (q *QPair) ringDistance(a, b uint32) uint32 {
 	return d
 }
 
-// place copies a request's command into the SQ ring.
+// setCIDLayout splits command identifiers between the request index (low bits, enough
+// for nreq requests) and a generation count (the rest).
+func (q *QPair) setCIDLayout(nreq int) {
+	q.cidShift = uint(bits.Len(uint(nreq - 1)))
+	q.cidMaskV = uint16(1<<q.cidShift - 1)
+	q.genStep = uint16(1 << q.cidShift) // 0 when the index takes all 16 bits
+}
+
+// nextCID is the identifier for request idx's next use: its generation (the bits above
+// the index) counts up by one and wraps, so an earlier use's late completion is told
+// apart. One add and two masks, no shifts by a variable.
+func (q *QPair) nextCID(prev, idx uint16) uint16 {
+	return idx | (prev+q.genStep)&^q.cidMaskV
+}
+
+// place writes a request's command into the SQ ring at the tail.
 func (q *QPair) place(r *request) {
-	q.sq[q.sqTail] = r.cmd
+	q.writeSQE(q.sqTail, &r.cmd, r.cmd.CDW0, r.cmd.PRP1, r.cmd.PRP2)
+	q.placed(r)
+}
+
+// placeFrom is place for a request just built from cmd: the slot is copied from cmd,
+// whose stores have long retired, with r's own CDW0 (CID) and PRPs. Copying r.cmd
+// instead would load it in 16-byte pieces right after the narrow stores that set its
+// CID and PRPs, which the CPU cannot forward: a stall of several ns per command.
+func (q *QPair) placeFrom(r *request, cmd *spec.Command) {
+	q.writeSQE(q.sqTail, cmd, r.cmd.CDW0, r.cmd.PRP1, r.cmd.PRP2)
+	q.placed(r)
+}
+
+// placed accounts for a command written at the SQ tail.
+func (q *QPair) placed(r *request) {
 	r.placed = true
 	q.sqTail++
 	if q.sqTail == q.size {
@@ -338,6 +366,18 @@ func (q *QPair) place(r *request) {
 	}
 	q.active++
 	q.sinceRing++
+}
+
+// writeSQE is the one place a submission queue entry reaches the SQ: entry slot
+// (< q.size) becomes cmd with its CDW0 (opcode and CID), PRP1 and PRP2 replaced by the
+// values given. The SQ is host memory here: one 64-byte copy, then three plain stores;
+// the doorbell store that follows (bus.Store32) orders them before the controller is
+// told. An SQ in device memory (controller memory buffer) needs MMIO-safe stores
+// instead, here.
+func (q *QPair) writeSQE(slot uint32, cmd *spec.Command, cdw0 uint32, prp1, prp2 uint64) {
+	e := &q.sq[slot]
+	*e = *cmd
+	e.CDW0, e.PRP1, e.PRP2 = cdw0, prp1, prp2
 }
 
 // advanceSQHead takes the SQ head a completion reports. It is valid only between the
@@ -411,13 +451,22 @@ func (q *QPair) poll() (n int, err error) {
 			q.phase ^= 1
 		}
 		cid := uint16(last)
-		idx := cid & q.cidMask()
-		if cpl.SQID != q.id || int(idx) >= len(q.reqs) || !q.reqs[idx].placed || q.reqs[idx].cid != cid {
+		idx := cid & q.cidMaskV
+		if int(idx) >= len(q.reqs) {
+			q.stats.SpuriousCIDs++
+			continue
+		}
+		r := &q.reqs[idx]
+		// SQHD and SQID share the entry's third dword: one load for both.
+		dw2 := *(*uint32)(unsafe.Pointer(&cpl.SQHD))
+		if uint16(dw2>>16) != q.id || !r.placed || r.cid != cid {
 			// A duplicate or stray completion: it completes nothing and frees no slot.
 			q.stats.SpuriousCIDs++
 			continue
 		}
-		q.advanceSQHead(uint32(cpl.SQHD))
+		if sqhd := dw2 & 0xFFFF; sqhd != q.sqHead {
+			q.advanceSQHead(sqhd)
+		}
 		q.active--
 		if q.active == 0 {
 			// Every placed command has completed, so the controller has fetched them
@@ -428,11 +477,13 @@ func (q *QPair) poll() (n int, err error) {
 			n++ // reaped: the CQ head doorbell must move on
 			continue
 		}
-		r := &q.reqs[idx]
 		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
 		r.cb, r.arg = nil, nil
-		q.free = append(q.free, idx)
+		// The free stack never holds more than len(q.reqs): no append growth check.
+		nf := len(q.free)
+		q.free = q.free[:nf+1]
+		q.free[nf] = idx
 		q.stats.Completed++
 		n++
 		cb.CommandDone(arg, cpl)
@@ -554,7 +605,7 @@ func (q *QPair) Command(cid uint16) *spec.Command {
 }
 
 // cidMask selects the request index from a command identifier.
-func (q *QPair) cidMask() uint16 { return uint16(1<<q.cidShift - 1) }
+func (q *QPair) cidMask() uint16 { return q.cidMaskV }
 
 // idleCheck runs after a poll that completed nothing while commands are outstanding:
 // when nothing has come back for a while, make sure the controller is still alive, so
