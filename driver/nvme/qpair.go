@@ -415,7 +415,33 @@ func (q *QPair) Poll() (n int, err error) {
 	if q.rcv.on { // recovery.go
 		return q.pollRecovering()
 	}
+	if q.nothingToDo() {
+		return 0, nil
+	}
 	return q.pollGuarded()
+}
+
+// nothingToDo is the empty poll's fast path: no completion has arrived, no placed
+// command waits for the SQ doorbell, no timer is armed, and the idle check is not due
+// on this poll. Such a poll reads only the CQ, in host memory, so it needs none of the
+// register-fault guard (two runtime calls and a deferred recover) — while the host
+// waits on a device, most polls are these. It does what poll would do then: count the
+// empty poll when commands are outstanding.
+func (q *QPair) nothingToDo() bool {
+	if q.fabric != nil || q.failed != nil || q.cqMem.Bytes == nil || q.sqTail != q.lastRungTail || q.tmo.limit > 0 || len(q.retry.delayed) > 0 {
+		return false
+	}
+	last := bus.LoadAcquire32((*uint32)(unsafe.Pointer(&q.cq[q.cqHead].CID)))
+	if (last>>16)&1 == q.phase {
+		return false // a completion to reap
+	}
+	if q.active > 0 {
+		if (q.idlePolls+1)&0xFF == 0 {
+			return false // idleCheck reads the clock (and maybe CSTS) on this one
+		}
+		q.idlePolls++
+	}
+	return true
 }
 
 // pollGuarded is Poll with register faults turned into a failure.
