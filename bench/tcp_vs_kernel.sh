@@ -24,15 +24,19 @@
 #            — usr_cpu and sys_cpu are percentages of ONE CPU over the job's runtime
 #            (getrusage of the job process), so no core count enters; nvmeperf's
 #            total.cpu.ns_per_io (its worker threads, measured phase only)
-#   process  user+sys CPU of the tool's whole process tree from start to exit,
-#            measured the same way for both (getrusage(RUSAGE_CHILDREN) around the run,
-#            through bash's `times`); for the kernel host it misses the nvme-tcp
-#            driver's work in kernel worker threads and softirqs
-#   system   every CPU's busy time (/proc/stat) during the run: host, target, kernel
-#            threads, network stack
-#   host     system minus the target process's CPU (/proc/PID/stat), when the target
-#            is `nvmeperf serve` on this machine: the host side's whole cost, kernel
-#            threads and network stack included — the fairest figure here
+#   process  user+sys CPU of the tool's whole process tree from exec to exit (start-up,
+#            connecting, tear-down included), measured the same way for both
+#            (getrusage(RUSAGE_CHILDREN) around the run, through bash's `times`); for
+#            the kernel host it misses the nvme-tcp driver's work in kernel worker
+#            threads and softirqs
+#   system   every CPU's busy time (/proc/stat, sampled every 0.1 s and interpolated)
+#            over exactly the tool's measured phase (fio: the job_runtime before its
+#            timestamp_ms; nvmeperf: start_time + duration_seconds): host, target,
+#            kernel threads, network stack — and anything else running
+#   host     system minus the target process's CPU (/proc/PID/stat, same window),
+#            when the target is `nvmeperf serve` on this machine: the host side's
+#            whole cost, kernel threads and network stack included — the fairest
+#            figure here
 #
 # Needs: root, the nvme-tcp and nvme-fabrics modules (kernel host), fio with io_uring,
 # configfs + nvmet + nvmet-tcp + null_blk (nvmet target), awk. Cleans up (disconnects,
@@ -112,6 +116,8 @@ while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || usage_error "$1 needs a value"
 	shift 2
 done
+
+[ -n "${EPOCHREALTIME:-}" ] || die "bash 5.0 or newer is needed (\$EPOCHREALTIME)"
 
 # --- input checks ----------------------------------------------------------------------
 is_uint() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
@@ -197,6 +203,7 @@ cleanup() {
 		echo 1 >"/sys/class/nvme/$CTRL/delete_controller" 2>/dev/null || note "could not disconnect $CTRL"
 	fi
 	CTRL=""
+	stop_sampler
 	if [ -n "$SERVE_PID" ]; then
 		kill -INT "$SERVE_PID" 2>/dev/null
 		wait "$SERVE_PID" 2>/dev/null
@@ -269,14 +276,65 @@ TICK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 times_seconds() {
 	awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.3f\n", s }' "$1"
 }
-# system_busy: seconds every CPU together spent not idle (/proc/stat).
-system_busy() {
-	awk -v hz="$TICK" '$1 == "cpu" { b = 0; for (i = 2; i <= NF; i++) if (i != 5 && i != 6) b += $i; printf "%.3f\n", b / hz; exit }' /proc/stat
+# sampler FILE TARGET-PID: every 0.1 s appends "EPOCH BUSY TARGET" to FILE: the wall
+# clock ($EPOCHREALTIME), the clock ticks every CPU together spent not idle (/proc/stat:
+# user nice system irq softirq steal) and the target process's user+sys ticks
+# (/proc/PID/stat; 0 without one). Builtins only, so it costs next to nothing; runs in
+# the background while a target is benchmarked.
+sampler() {
+	local f=$1 tp=$2 line t sfd=""
+	# read -t on a pipe nobody writes is a sleep without a fork.
+	exec {sfd}<> <(:) 2>/dev/null || sfd=""
+	while :; do
+		read -r line </proc/stat
+		# shellcheck disable=SC2086
+		set -- $line
+		line="$EPOCHREALTIME $(($2 + $3 + $4 + $7 + $8 + $9))"
+		t=0
+		if [ -n "$tp" ] && read -r t 2>/dev/null </proc/"$tp"/stat; then
+			# shellcheck disable=SC2086
+			set -- ${t##*) }
+			t=$((${12} + ${13}))
+		fi
+		echo "$line $t"
+		if [ -n "$sfd" ]; then read -rt 0.1 -u "$sfd" _; else sleep 0.1; fi
+	done >>"$f"
 }
-# proc_cpu PID: user+sys seconds of one process (/proc/PID/stat), 0 when gone.
-proc_cpu() {
-	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
-	awk -v hz="$TICK" '{ sub(/^.*\) /, ""); printf "%.3f\n", ($12 + $13) / hz }' "/proc/$1/stat"
+SAMPLER_PID=""
+start_sampler() {
+	: >"$work/samples"
+	sampler "$work/samples" "$TARGET_PID" &
+	SAMPLER_PID=$!
+}
+stop_sampler() {
+	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
+	SAMPLER_PID=""
+}
+# window START END: "BUSY TARGET", the CPU seconds all CPUs and the target process spent
+# between the epoch instants START and END, interpolated between samples.
+window() {
+	awk -v a="$1" -v b="$2" -v hz="$TICK" '
+	function at(x, V,   i) {
+		if (x <= T[1]) return V[1]
+		for (i = 2; i <= n; i++)
+			if (T[i] >= x) return V[i - 1] + (V[i] - V[i - 1]) * (x - T[i - 1]) / (T[i] - T[i - 1])
+		return V[n]
+	}
+	NF == 3 { n++; T[n] = $1; B[n] = $2; P[n] = $3 }
+	END {
+		if (n < 2 || T[1] > a || T[n] < b) { print "- -"; exit }
+		printf "%.4f %.4f\n", (at(b, B) - at(a, B)) / hz, (at(b, P) - at(a, P)) / hz
+	}' "$work/samples"
+}
+# rfc3339_epoch TIME: seconds since the epoch of an RFC 3339 UTC time such as
+# 2026-01-02T03:04:05.123456789Z (busybox date cannot parse the fraction itself).
+rfc3339_epoch() {
+	local t=${1%Z} whole frac
+	whole=${t%%.*}
+	frac=0
+	case $t in *.*) frac=${t#*.} ;; esac
+	whole=$(date -u -d "${whole%%T*} ${whole#*T}" +%s) || return 1
+	echo "$whole.$frac"
 }
 
 # --- targets ---------------------------------------------------------------------------
@@ -430,30 +488,33 @@ kernel_disconnect() {
 pin=()
 [ "$CORE" = none ] || pin=(taskset -c "$CORE")
 
-# measure FILE-PREFIX CMD...: runs CMD, recording process, system and target CPU in
-# FILE-PREFIX.cpu: "CHILD0 CHILD1 SYSTEM0 SYSTEM1 TARGET0 TARGET1" (seconds).
+# measure FILE-PREFIX CMD...: runs CMD, recording the user+sys seconds of its whole
+# process tree in FILE-PREFIX.cpu.
 measure() {
-	local out=$1 s0 s1 t0 t1 rc
+	local out=$1 rc
 	shift
-	t0=$(proc_cpu "$TARGET_PID")
-	s0=$(system_busy)
 	times >"$out.times0"
 	"$@" >"$out.stdout" 2>"$out.stderr"
 	rc=$?
 	times >"$out.times1"
-	s1=$(system_busy)
-	t1=$(proc_cpu "$TARGET_PID")
-	echo "$(times_seconds "$out.times0") $(times_seconds "$out.times1") $s0 $s1 $t0 $t1" >"$out.cpu"
+	awk -v a="$(times_seconds "$out.times0")" -v b="$(times_seconds "$out.times1")" 'BEGIN { printf "%.3f\n", b - a }' >"$out.cpu"
+	# a sample after the measured phase, for window
+	read -rt 0.25 _ <> <(:) 2>/dev/null || sleep 0.25
 	return $rc
 }
 
-# per_io IOS SELF_US: the line a run prints, from $out.cpu.
+# per_io IOS IOPS SELF_US START END: the line a run prints: IOPS, then microseconds per
+# I/O: the tool's own figure, its process tree ($out.cpu), all CPUs and all CPUs minus
+# the target process over START..END (the tool's measured phase, epoch seconds).
 per_io() {
-	awk -v ios="$1" -v iops="$2" -v self="$3" -v tgt="${TARGET_PID:+1}" '{
+	local w
+	w=$(window "$4" "$5")
+	awk -v ios="$1" -v iops="$2" -v self="$3" -v w="$w" -v tgt="${TARGET_PID:+1}" '{
 		if (ios <= 0) { print "0 - - - -"; exit }
-		proc = ($2 - $1) * 1e6 / ios; sys = ($4 - $3) * 1e6 / ios
-		host = tgt ? sprintf("%.3f", (($4 - $3) - ($6 - $5)) * 1e6 / ios) : "-"
-		printf "%.0f %s %.3f %.3f %s\n", iops, self, proc, sys, host }' "$out.cpu"
+		split(w, W, " ")
+		sys = W[1] == "-" ? "-" : sprintf("%.3f", W[1] * 1e6 / ios)
+		host = (W[1] == "-" || !tgt) ? "-" : sprintf("%.3f", (W[1] - W[2]) * 1e6 / ios)
+		printf "%.0f %s %.3f %s %s\n", iops, self, $1 * 1e6 / ios, sys, host }' "$out.cpu"
 }
 
 run_kernel() { # pattern qd run
@@ -466,15 +527,19 @@ run_kernel() { # pattern qd run
 		die "fio $1 QD$2 on $BLK failed: $(tail -n 2 "$out.stderr" | tr '\n' ' ')"
 	local v
 	v=$(jget "$out.json" jobs.0.error jobs.0.read.total_ios jobs.0.write.total_ios jobs.0.read.iops \
-		jobs.0.write.iops jobs.0.usr_cpu jobs.0.sys_cpu jobs.0.job_runtime | tr '\n' ' ')
+		jobs.0.write.iops jobs.0.usr_cpu jobs.0.sys_cpu jobs.0.job_runtime timestamp_ms | tr '\n' ' ')
 	# shellcheck disable=SC2086
 	set -- $v
-	[ $# -eq 8 ] || die "fio's JSON report $out.json lacks a field (got '$v')"
+	[ $# -eq 9 ] || die "fio's JSON report $out.json lacks a field (got '$v')"
 	[ "$1" = 0 ] || die "fio reported error $1 on $BLK"
-	awk -v r="$2" -v w="$3" -v ri="$4" -v wi="$5" -v u="$6" -v s="$7" -v ms="$8" 'BEGIN {
-		ios = r + w; printf "%d %.3f %s\n", ios, ri + wi, ios ? sprintf("%.3f", (u + s) / 100 * ms / 1000 * 1e6 / ios) : "-" }' >"$out.sum"
-	read -r ios iops self <"$out.sum"
-	per_io "$ios" "$iops" "$self"
+	# usr_cpu and sys_cpu are percentages of one CPU over job_runtime (ms); fio reports
+	# when the job ends (timestamp_ms), so the measured phase is the job_runtime before.
+	awk -v r="$2" -v w="$3" -v ri="$4" -v wi="$5" -v u="$6" -v s="$7" -v ms="$8" -v end="$9" 'BEGIN {
+		ios = r + w
+		printf "%d %.3f %s %.3f %.3f\n", ios, ri + wi, ios ? sprintf("%.3f", (u + s) / 100 * ms / 1000 * 1e6 / ios) : "-",
+			(end - ms) / 1000, end / 1000 }' >"$out.sum"
+	read -r ios iops self t0 t1 <"$out.sum"
+	per_io "$ios" "$iops" "$self" "$t0" "$t1"
 }
 
 run_nvmeperf() { # pattern qd run
@@ -486,12 +551,14 @@ run_nvmeperf() { # pattern qd run
 		--output-format json --output "$out.json" ||
 		die "nvmeperf $1 QD$2 against $ADDR:$TPORT failed: $(tail -n 2 "$out.stderr" | tr '\n' ' ')"
 	local v
-	v=$(jget "$out.json" status total.all.ios total.all.iops total.cpu.ns_per_io | tr '\n' ' ')
+	v=$(jget "$out.json" status total.all.ios total.all.iops total.cpu.ns_per_io start_time duration_seconds | tr '\n' ' ')
 	# shellcheck disable=SC2086
 	set -- $v
-	[ $# -eq 4 ] || die "nvmeperf's JSON report $out.json lacks a field (got '$v')"
+	[ $# -eq 6 ] || die "nvmeperf's JSON report $out.json lacks a field (got '$v')"
 	[ "$1" = ok ] || die "nvmeperf $1 QD$2: status $1"
-	per_io "$2" "$3" "$(awk -v n="$4" 'BEGIN { printf "%.3f", n / 1000 }')"
+	local t0
+	t0=$(rfc3339_epoch "$5") || die "nvmeperf's start_time '$5' is not RFC 3339"
+	per_io "$2" "$3" "$(awk -v n="$4" 'BEGIN { printf "%.3f", n / 1000 }')" "$t0" "$(awk -v a="$t0" -v d="$6" 'BEGIN { printf "%.6f", a + d }')"
 }
 
 # best HOST PATTERN QD: best of RUNS by IOPS.
@@ -517,6 +584,7 @@ bench_target() {
 	*) ADDR=${t%:*} TPORT=${t##*:} TNQN=$NQN TARGET_PID="" TARGET_DESC="existing target $ADDR:$TPORT" ;;
 	esac
 	echo "${PREFIX}target $t: $TARGET_DESC, $TNQN"
+	start_sampler
 	has_host kernel && kernel_connect
 	for r in $ROWS; do
 		pat=${r%%:*} qd=${r#*:}
@@ -545,6 +613,7 @@ bench_target() {
 			row "" "" "ratio" $(cat "$work/ratio")
 		fi
 	done
+	stop_sampler
 	has_host kernel && kernel_disconnect
 	case $t in
 	serve) stop_serve ;;
