@@ -33,10 +33,12 @@
 #            over exactly the tool's measured phase (fio: the job_runtime before its
 #            timestamp_ms; nvmeperf: start_time + duration_seconds): host, target,
 #            kernel threads, network stack — and anything else running
-#   host     system minus the target process's CPU (/proc/PID/stat, same window),
-#            when the target is `nvmeperf serve` on this machine: the host side's
-#            whole cost, kernel threads and network stack included — the fairest
-#            figure here
+#   host     the host core's busy time (/proc/stat's line for --core, same window)
+#            when the target is `nvmeperf serve`, which is then pinned to the other
+#            CPUs: the tool, the kernel host's work (nvme-tcp queues its I/O work on
+#            the submitting CPU's queue CPU) and the network processing the host's
+#            own sends trigger. The target's sends are processed on its cores, so the
+#            split is the same for both hosts. The fairest figure here
 #
 # Needs: root, the nvme-tcp and nvme-fabrics modules (kernel host), fio with io_uring,
 # configfs + nvmet + nvmet-tcp + null_blk (nvmet target), awk. Cleans up (disconnects,
@@ -276,42 +278,48 @@ TICK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 times_seconds() {
 	awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.3f\n", s }' "$1"
 }
-# sampler FILE TARGET-PID: every 0.1 s appends "EPOCH BUSY TARGET" to FILE: the wall
-# clock ($EPOCHREALTIME), the clock ticks every CPU together spent not idle (/proc/stat:
-# user nice system irq softirq steal) and the target process's user+sys ticks
-# (/proc/PID/stat; 0 without one). Builtins only, so it costs next to nothing; runs in
-# the background while a target is benchmarked.
+# sampler FILE: every 0.1 s appends "EPOCH BUSY CORE-BUSY" to FILE: the wall clock
+# ($EPOCHREALTIME), the clock ticks all CPUs together and the host core (CORE) alone
+# spent not idle (/proc/stat: user nice system irq softirq steal). Builtins only, so it
+# costs next to nothing; runs in the background while a target is benchmarked. Both
+# figures are the kernel's tick accounting, so they agree with each other even in a VM
+# whose ticks are late (per-process times are not: they are measured differently).
 sampler() {
-	local f=$1 tp=$2 line t sfd=""
+	local f=$1 line all core sfd=""
 	# read -t on a pipe nobody writes is a sleep without a fork.
 	exec {sfd}<> <(:) 2>/dev/null || sfd=""
 	while :; do
-		read -r line </proc/stat
-		# shellcheck disable=SC2086
-		set -- $line
-		line="$EPOCHREALTIME $(($2 + $3 + $4 + $7 + $8 + $9))"
-		t=0
-		if [ -n "$tp" ] && read -r t 2>/dev/null </proc/"$tp"/stat; then
+		core=0
+		{
+			read -r line
 			# shellcheck disable=SC2086
-			set -- ${t##*) }
-			t=$((${12} + ${13}))
-		fi
-		echo "$line $t"
+			set -- $line
+			all=$(($2 + $3 + $4 + $7 + $8 + $9))
+			while [ "$CORE" != none ] && read -r line; do
+				case $line in "cpu$CORE "*)
+					# shellcheck disable=SC2086
+					set -- $line
+					core=$(($2 + $3 + $4 + $7 + $8 + $9))
+					break ;;
+				esac
+			done
+		} </proc/stat
+		echo "$EPOCHREALTIME $all $core"
 		if [ -n "$sfd" ]; then read -rt 0.1 -u "$sfd" _; else sleep 0.1; fi
 	done >>"$f"
 }
 SAMPLER_PID=""
 start_sampler() {
 	: >"$work/samples"
-	sampler "$work/samples" "$TARGET_PID" &
+	sampler "$work/samples" &
 	SAMPLER_PID=$!
 }
 stop_sampler() {
 	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
 	SAMPLER_PID=""
 }
-# window START END: "BUSY TARGET", the CPU seconds all CPUs and the target process spent
-# between the epoch instants START and END, interpolated between samples.
+# window START END: "BUSY CORE-BUSY", the CPU seconds all CPUs and the host core spent
+# busy between the epoch instants START and END, interpolated between samples.
 window() {
 	awk -v a="$1" -v b="$2" -v hz="$TICK" '
 	function at(x, V,   i) {
@@ -341,11 +349,21 @@ rfc3339_epoch() {
 ADDR=127.0.0.1
 TPORT=$PORT
 TNQN=""
-TARGET_PID=""
+HOST_CORE_FIGURE=""
+# SERVE_CPUS: every online CPU but the host core, where `nvmeperf serve` is pinned so
+# that the host core's busy time is the host side's alone; empty (no host core figure)
+# when unpinned or on a single CPU.
+SERVE_CPUS=""
+if [ "$CORE" != none ]; then
+	SERVE_CPUS=$(awk -v c="$CORE" '/^cpu[0-9]+ / { n = substr($1, 4); if (n != c) l = l (l == "" ? "" : ",") n } END { print l }' /proc/stat)
+	grep -q "^cpu$CORE " /proc/stat || usage_error "--core $CORE: no such online CPU"
+fi
 
 start_serve() {
 	TNQN=${NQN:-nqn.2026-11.io.nvmeperf:tcp-bench}
-	"$NVMEPERF" serve --listen "$ADDR:$TPORT" --nqn "$TNQN" \
+	local spin=()
+	[ -n "$SERVE_CPUS" ] && spin=(taskset -c "$SERVE_CPUS")
+	"${spin[@]}" "$NVMEPERF" serve --listen "$ADDR:$TPORT" --nqn "$TNQN" \
 		-r "trtype:sim model:null store:discard mode:inline nssize:${SIZE_MB}m" >"$work/serve.out" 2>"$work/serve.err" &
 	SERVE_PID=$!
 	local i=0
@@ -355,7 +373,7 @@ start_serve() {
 		[ "$i" -le 300 ] || die "nvmeperf serve is not listening on $ADDR:$TPORT after 30 s"
 		sleep 0.1
 	done
-	TARGET_PID=$SERVE_PID
+	HOST_CORE_FIGURE=${SERVE_CPUS:+1}
 	TARGET_DESC="nvmeperf serve, sim null namespace (${SIZE_MB} MiB, store:discard, mode:inline), $ADDR:$TPORT"
 }
 
@@ -363,7 +381,7 @@ stop_serve() {
 	[ -n "$SERVE_PID" ] || return 0
 	kill -INT "$SERVE_PID" 2>/dev/null
 	wait "$SERVE_PID" 2>/dev/null
-	SERVE_PID="" TARGET_PID=""
+	SERVE_PID="" HOST_CORE_FIGURE=""
 	local s
 	s=$(grep 'I/O commands' "$work/serve.err" | tail -n 1)
 	[ -n "$s" ] && note "serve: $s"
@@ -442,7 +460,7 @@ start_nvmet() {
 	{ echo tcp >"$p/addr_trtype" && echo ipv4 >"$p/addr_adrfam" && echo "$ADDR" >"$p/addr_traddr" &&
 		echo "$TPORT" >"$p/addr_trsvcid"; } || die "nvmet: configuring port $p"
 	ln -s "$s" "$p/subsystems/$TNQN" || die "nvmet: linking $TNQN to port $TPORT: $(dmesg 2>/dev/null | tail -n 1)"
-	TARGET_PID=""
+	HOST_CORE_FIGURE=""
 }
 
 # --- the kernel host -------------------------------------------------------------------
@@ -504,16 +522,17 @@ measure() {
 }
 
 # per_io IOS IOPS SELF_US START END: the line a run prints: IOPS, then microseconds per
-# I/O: the tool's own figure, its process tree ($out.cpu), all CPUs and all CPUs minus
-# the target process over START..END (the tool's measured phase, epoch seconds).
+# I/O: the tool's own figure, its process tree ($out.cpu), all CPUs busy and the host
+# core busy over START..END (the tool's measured phase, epoch seconds). The host core
+# figure only when the target's CPU is kept off that core (SERVE_CPUS).
 per_io() {
 	local w
 	w=$(window "$4" "$5")
-	awk -v ios="$1" -v iops="$2" -v self="$3" -v w="$w" -v tgt="${TARGET_PID:+1}" '{
+	awk -v ios="$1" -v iops="$2" -v self="$3" -v w="$w" -v core="$HOST_CORE_FIGURE" '{
 		if (ios <= 0) { print "0 - - - -"; exit }
 		split(w, W, " ")
 		sys = W[1] == "-" ? "-" : sprintf("%.3f", W[1] * 1e6 / ios)
-		host = (W[1] == "-" || !tgt) ? "-" : sprintf("%.3f", (W[1] - W[2]) * 1e6 / ios)
+		host = (W[1] == "-" || !core) ? "-" : sprintf("%.3f", W[2] * 1e6 / ios)
 		printf "%.0f %s %.3f %s %s\n", iops, self, $1 * 1e6 / ios, sys, host }' "$out.cpu"
 }
 
@@ -581,7 +600,7 @@ bench_target() {
 	case $t in
 	serve) TPORT=$PORT; start_serve ;;
 	nvmet) TPORT=$PORT; start_nvmet ;;
-	*) ADDR=${t%:*} TPORT=${t##*:} TNQN=$NQN TARGET_PID="" TARGET_DESC="existing target $ADDR:$TPORT" ;;
+	*) ADDR=${t%:*} TPORT=${t##*:} TNQN=$NQN HOST_CORE_FIGURE="" TARGET_DESC="existing target $ADDR:$TPORT" ;;
 	esac
 	echo "${PREFIX}target $t: $TARGET_DESC, $TNQN"
 	start_sampler
@@ -624,8 +643,8 @@ bench_target() {
 
 note "$SECONDS_EACH s per run, best of $RUNS by IOPS, ${BS}-byte I/O, hosts: $HOSTS, pinned to core $CORE"
 echo "${PREFIX}CPU per I/O in microseconds: self = the tool's own figure (fio job usr+sys; nvmeperf worker threads),"
-echo "${PREFIX}process = the tool's process tree (getrusage), system = all CPUs busy (/proc/stat, target included),"
-echo "${PREFIX}host = system minus the target process (nvmeperf serve only). ratio = nvmeperf / kernel."
+echo "${PREFIX}process = the tool's process tree (getrusage, start-up included), system = all CPUs busy in the measured"
+echo "${PREFIX}phase (/proc/stat, target included), host = the host core busy (serve target, pinned elsewhere). ratio = nvmeperf / kernel."
 row target workload host IOPS self process system host
 [ -n "$RESULTS" ] && printf 'target\tpattern\tqd\thost\tiops\tself_us\tprocess_us\tsystem_us\thost_us\n' >"$RESULTS"
 for t in $TARGETS; do
