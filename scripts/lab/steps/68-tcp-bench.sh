@@ -48,7 +48,9 @@ sed 's/^/  /' "$OUT/bench.err"
 for c in /sys/class/nvme/nvme*; do
 	[ "$(cat "$c/transport" 2>/dev/null)" = tcp ] && fail "controller $(basename "$c") ($(cat "$c/subsysnqn")) still connected after the benchmark"
 done
-ls /sys/kernel/config/nvmet/subsystems/ 2>/dev/null | grep -q tcp-bench && fail "an nvmet subsystem of the benchmark is left: $(ls /sys/kernel/config/nvmet/subsystems/)"
+for d in /sys/kernel/config/nvmet/subsystems/*tcp-bench*; do
+	[ -e "$d" ] && fail "an nvmet subsystem of the benchmark is left: $d"
+done
 [ -e /sys/kernel/config/nvmet/ports/4430 ] && fail "the benchmark's nvmet port 4430 is left"
 [ -e /sys/kernel/config/nullb/nvmeperf-tcp-bench ] && fail "the benchmark's null_blk device is left"
 
