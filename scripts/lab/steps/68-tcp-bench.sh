@@ -8,7 +8,8 @@
 # nvmet subsystem, port or null_blk device left). The table goes to the console as
 # LAB-INFO lines. Under TCG the absolute numbers measure the emulator; both hosts run
 # under the same conditions in one run, so their ratio is what to read.
-# LAB_TCP_BENCH_SECONDS (2) and LAB_TCP_BENCH_RUNS (1) lengthen it (VMTEST_GUEST_ENV).
+# LAB_TCP_BENCH_SECONDS (2) and LAB_TCP_BENCH_RUNS (1) lengthen it, LAB_TCP_BENCH_BACKEND=file
+# gives nvmet a file-backed namespace instead (all through VMTEST_GUEST_ENV).
 set -u
 # shellcheck source=/dev/null
 . /lab/lib.sh
@@ -17,6 +18,10 @@ SCRIPT=${LAB_TCP_BENCH:-/bin/tcp_vs_kernel.sh}
 SECS=${LAB_TCP_BENCH_SECONDS:-2}
 RUNS=${LAB_TCP_BENCH_RUNS:-1}
 OUT=/tmp/lab-68-tcp-bench
+# nvmet's namespace: null (a null_blk device) or file (64 MiB on the guest's tmpfs).
+BACKEND=${LAB_TCP_BENCH_BACKEND:-null}
+SIZE=1024
+[ "$BACKEND" = file ] && SIZE=64
 ROWS="randread:1 randread:32 randwrite:32"
 TARGETS="serve nvmet"
 
@@ -40,7 +45,7 @@ grep -q "randread:0" "$OUT/usage.err" || fail "the usage error does not name the
 info "tcp_vs_kernel.sh: targets '$TARGETS', rows '$ROWS', $SECS s per run, best of $RUNS"
 rc=0
 "$SCRIPT" --nvmeperf "$NVMEPERF" --target "$TARGETS" --rows "$ROWS" --seconds "$SECS" --runs "$RUNS" \
-	--size 1024 --results "$OUT/results.tsv" --prefix "LAB-INFO $LAB_STEP: " 2>"$OUT/bench.err" || rc=$?
+	--backend "$BACKEND" --size "$SIZE" --results "$OUT/results.tsv" --prefix "LAB-INFO $LAB_STEP: " 2>"$OUT/bench.err" || rc=$?
 sed 's/^/  /' "$OUT/bench.err"
 [ "$rc" -eq 0 ] || fail "tcp_vs_kernel.sh exited $rc: $(tail -n 1 "$OUT/bench.err")"
 
