@@ -10,7 +10,7 @@
 #   nvmet      the kernel's nvmet-tcp target on loopback (configfs), its namespace a
 #              null_blk device made through null_blk's configfs (--backend null, the
 #              default) or a file (--backend file, buffered I/O)
-#   ADDR:PORT  an existing NVMe/TCP target (with --nqn); write rows need
+#   ADDR:PORT  an existing NVMe/TCP target, IPv4 (with --nqn); write rows need
 #              --allow-destructive, since they overwrite the namespace
 #
 # For each target the kernel host connects once (a connect string written to
@@ -35,20 +35,20 @@
 #            kernel threads, network stack — and anything else running
 #   host     the host core's busy time (/proc/stat's line for --core, same window)
 #            when the target is `nvmeperf serve`, which is then pinned to the other
-#            CPUs: the tool, the kernel host's work (nvme-tcp queues its I/O work on
-#            the submitting CPU's queue CPU) and the network processing the host's
+#            CPUs: the tool, the kernel host's work (nvme-tcp runs a queue's I/O work
+#            on that queue's CPU, here the submitting one) and the network processing the host's
 #            own sends trigger. The target's sends are processed on its cores, so the
 #            split is the same for both hosts. The fairest figure here
 #
 # Needs: root, the nvme-tcp and nvme-fabrics modules (kernel host), fio with io_uring,
-# configfs + nvmet + nvmet-tcp + null_blk (nvmet target), awk. Cleans up (disconnects,
+# configfs + nvmet + nvmet-tcp + null_blk (nvmet target), bash 5, awk. Cleans up (disconnects,
 # stops serve, removes configfs entries) on every exit path.
 set -uo pipefail
 
 usage() {
 	cat <<'EOF'
 usage: tcp_vs_kernel.sh [options]
-  --target LIST        "serve", "nvmet", "serve nvmet" (default) or ADDR:PORT of an existing target
+  --target LIST        "serve", "nvmet", "serve nvmet" (default) or IPv4ADDR:PORT of an existing target
   --nqn NQN            subsystem NQN (required with ADDR:PORT)
   --backend null|file  nvmet namespace: a null_blk device (default) or a file (buffered I/O)
   --hosts LIST         "kernel nvmeperf" (default), or one of them
