@@ -54,6 +54,16 @@ func (c *Controller) initCMB() error {
 	return nil
 }
 
+// resetCMB is the CMB's part of a controller reset: CMBMSC goes back to zero, so the
+// host must enable the memory space again before it creates queues in it. (QEMU keeps
+// CMBMSC across CC.EN; clearing it is the stricter model, and it proves the host
+// programs it again after a reset.)
+func (c *Controller) resetCMB() {
+	if c.cmb.mem != nil {
+		c.regs.Write64(spec.RegCMBMSC, 0)
+	}
+}
+
 // releaseCMB unmaps the buffer; the device thread must be stopped.
 func (c *Controller) releaseCMB() error {
 	if c.cmb.mem == nil {

@@ -515,6 +515,7 @@ func (c *Controller) enable(cc spec.CC) {
 func (c *Controller) reset() {
 	c.stats.resets.Add(1)
 	c.dropQueues()
+	c.resetCMB() // cmb.go
 	c.enabled = false
 	c.readyAt = 0
 	c.shutdownAt = 0
