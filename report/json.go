@@ -201,6 +201,9 @@ type TransportStats struct {
 	SQShadowDoorbellUpdates uint64 `json:"sq_shadow_doorbell_updates"`
 	CQShadowDoorbellUpdates uint64 `json:"cq_shadow_doorbell_updates"`
 	ShadowDoorbellSkips     uint64 `json:"shadow_doorbell_skips"`
+	// SQInCMB is how many of the job's queue pairs have their SQ in the controller
+	// memory buffer.
+	SQInCMB uint64 `json:"sq_in_cmb"`
 }
 
 // TransportStatsOf converts a job's counters; nil stays nil.
@@ -212,7 +215,7 @@ func TransportStatsOf(q *target.QueueStats) *TransportStats {
 		SubmittedRequests: q.Submitted, SQMMIODoorbellUpdates: q.SQDoorbells,
 		CQMMIODoorbellUpdates: q.CQDoorbells, QueuedRequests: q.Queued,
 		SQShadowDoorbellUpdates: q.SQShadowUpdates, CQShadowDoorbellUpdates: q.CQShadowUpdates,
-		ShadowDoorbellSkips: q.ShadowSkips}
+		ShadowDoorbellSkips: q.ShadowSkips, SQInCMB: q.SQInCMB}
 }
 
 // Total is every job merged.

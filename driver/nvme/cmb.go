@@ -225,3 +225,10 @@ func (q *QPair) CMBFallback() string { return q.cmbFallback }
 func (q *QPair) placeCMB(r *request) {
 	bus.CopyToMMIO64((*uint64)(unsafe.Pointer(&q.sq[q.sqTail])), (*uint64)(unsafe.Pointer(&r.cmd)), spec.SQESize/8)
 }
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}

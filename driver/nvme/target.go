@@ -225,6 +225,7 @@ func (q *nsQueue) TransportStats() target.QueueStats {
 		Polls: q.polls, IdlePolls: q.idlePolls, Completions: s.Completed, Submitted: s.Submitted,
 		SQDoorbells: s.SQDoorbells, CQDoorbells: s.CQDoorbells, Queued: s.SoftQueued,
 		SQShadowUpdates: s.SQShadowUpdates, CQShadowUpdates: s.CQShadowUpdates, ShadowSkips: s.ShadowSkips,
+		SQInCMB: b2u(q.qp.SQInCMB()), // cmb.go
 	}
 }
 

@@ -113,6 +113,9 @@ type QueueStats struct {
 	SQShadowUpdates uint64
 	CQShadowUpdates uint64
 	ShadowSkips     uint64
+	// SQInCMB counts the queue pairs whose submission queue is in the controller memory
+	// buffer (PCIe CMB, spdk_nvme_perf's default; -D keeps them in host memory).
+	SQInCMB uint64
 }
 
 // Add accumulates o into s (a job's queue pairs sum into one record).
@@ -127,6 +130,7 @@ func (s *QueueStats) Add(o QueueStats) {
 	s.SQShadowUpdates += o.SQShadowUpdates
 	s.CQShadowUpdates += o.CQShadowUpdates
 	s.ShadowSkips += o.ShadowSkips
+	s.SQInCMB += o.SQInCMB
 }
 
 // StatsQueue is implemented by queues that count transport events (the userspace NVMe
