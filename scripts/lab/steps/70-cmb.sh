@@ -19,6 +19,7 @@ stat() { awk -v k="$1:" '$1 == k { s += $2 } END { print s + 0 }' "$LAB_OUT"; }
 # json_sum KEY: a transport_stats key in the JSON in $LAB_OUT, summed over jobs.
 json_sum() { grep -o "\"$1\": *[0-9]*" "$LAB_OUT" | awk -F: '{ s += $2 } END { print s + 0 }'; }
 
+info "BAR 2 (start end flags): $(sed -n 3p "/sys/bus/pci/devices/$LAB_CMB_ADDR/resource")"
 check "nvmeperf list" "$NVMEPERF" list
 list_of "$LAB_CMB_ADDR" | while read -r l; do info "list: $l"; done
 
