@@ -170,6 +170,9 @@ type Device struct {
 	LBASize          uint32 `json:"lba_size"`           // bytes
 	CapacityBytes    uint64 `json:"capacity_bytes"`     // bytes
 	MaxTransferBytes uint32 `json:"max_transfer_bytes"` // 0 = unlimited or unknown
+	// Controller memory buffer (PCIe): its size, and whether the I/O SQs are in it.
+	CMBBytes uint64 `json:"cmb_bytes,omitempty"`
+	SQInCMB  bool   `json:"sq_in_cmb,omitempty"`
 }
 
 // JobReport is one worker's measurements for one device.
@@ -479,6 +482,8 @@ func deviceOf(t target.Info) Device {
 		LBASize:          t.LBASize,
 		CapacityBytes:    t.Capacity,
 		MaxTransferBytes: t.MaxTransfer,
+		CMBBytes:         t.CMB,
+		SQInCMB:          t.SQInCMB,
 	}
 }
 

@@ -28,6 +28,8 @@ func NewTarget(ns *Namespace, info target.Info, onClose func() error) *Namespace
 	info.LBASize = ns.sectorSize
 	info.Capacity = ns.Capacity()
 	info.MaxTransfer = uint32(ns.ctrl.maxTransfer)
+	cmb := ns.ctrl.CMB() // cmb.go
+	info.CMB, info.SQInCMB = cmb.Size, cmb.SQs
 	return &NamespaceTarget{ns: ns, info: info, onClose: onClose}
 }
 

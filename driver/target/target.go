@@ -42,6 +42,10 @@ type Info struct {
 	LBASize     uint32 // logical block size in bytes
 	Capacity    uint64 // bytes
 	MaxTransfer uint32 // largest transfer of one command in bytes (larger I/O is split); 0 when unlimited or unknown
+	// CMB is the size in bytes of the controller memory buffer (PCIe), 0 when none;
+	// SQInCMB says the I/O submission queues are placed in it.
+	CMB     uint64
+	SQInCMB bool
 }
 
 // DoorbellMode says when a queue tells the device about new submissions.

@@ -40,6 +40,8 @@ if try "verify-read, SQs in the CMB (JSON)" "$NVMEPERF" --seed "$SEED" -r "$TRID
 	n=$(json_sum sq_in_cmb)
 	info "JSON: sq_in_cmb=$n"
 	[ "$n" -eq 1 ] || LAB_FAILED+=("JSON transport_stats sq_in_cmb $n, want 1")
+	grep -q '"sq_in_cmb": *true' "$LAB_OUT" || LAB_FAILED+=("JSON devices[]: no \"sq_in_cmb\": true")
+	info "JSON device: $(grep -o '"cmb_bytes": *[0-9]*' "$LAB_OUT" | head -n 1)"
 fi
 for flag in -D --no-sq-cmb; do
 	if try "$flag: SQs in host memory" "$NVMEPERF" --quiet --seed "$SEED" -r "$TRID" -q 16 -o 8192 -w randrw -M 50 --verify -d 25% -t 60 --transport-stats "$flag"; then
