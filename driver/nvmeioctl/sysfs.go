@@ -174,4 +174,3 @@ func OpenRef(ref ControllerRef) (*Controller, error) {
 	}
 	return c, nil
 }
-
