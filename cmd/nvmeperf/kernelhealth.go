@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +61,9 @@ func (a *app) kernelHealthBefore(targets []target.Target) {
 				byName[ref.Name] = kc
 				a.recovery.kernel = append(a.recovery.kernel, kc)
 			}
-			kc.targets = append(kc.targets, path)
+			if !slices.Contains(kc.targets, path) {
+				kc.targets = append(kc.targets, path)
+			}
 		}
 	}
 	for _, kc := range a.recovery.kernel {
