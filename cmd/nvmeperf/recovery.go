@@ -110,7 +110,8 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 // Abort that follows it, so a command that hangs near the end is still aborted and
 // counted instead of being abandoned by the drain.
 //
-// It also takes the "before" health snapshot of every userspace NVMe controller.
+// It also takes the "before" health snapshot of every NVMe controller, userspace or
+// kernel (kernelhealth.go).
 func (a *app) recoveryConfig(cfg *workload.Config, targets []target.Target) {
 	a.snapshotBefore(targets)
 	a.kernelHealthBefore(targets) // kernelhealth.go

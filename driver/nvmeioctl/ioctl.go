@@ -12,7 +12,6 @@ package nvmeioctl
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -116,7 +115,6 @@ func (c *Controller) Admin(name string, cmd AdminCmd, buf []byte) (uint32, error
 		cmd.DataLen = uint32(len(buf))
 	}
 	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(c.fd), uintptr(ioctlAdminCmd), uintptr(unsafe.Pointer(&cmd)))
-	runtime.KeepAlive(dma)
 	if errno != 0 {
 		return 0, fmt.Errorf("nvmeioctl: %s: %s: %w", c.path, name, classify(errno))
 	}
