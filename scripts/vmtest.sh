@@ -8,6 +8,7 @@
 # Environment: VMTEST_CACHE (default .vmtest), VMTEST_BOOTS ("iommu noiommu"),
 # VMTEST_BOOT_TIMEOUT (seconds per boot, 480), VMTEST_STEP_TIMEOUT (per step, 150),
 # VMTEST_KEEP=1 keeps the logs, VMTEST_SKIP_NVMEPERF=1 leaves the CLI out, VMTEST_STEPS (space separated step names to run).
+# VMTEST_GUEST_ENV: NAME=value words for the steps' environment (e.g. LAB_TCP_BENCH_SECONDS=10).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,6 +105,8 @@ ensure_kernel() {
 # Modules the guest loads, dependencies first. Names as modinfo spells them.
 # ext4 finds crc32c through the crypto API, which would modprobe it: load it first.
 GUEST_MODULES=(nvme vfio vfio_iommu_type1 vfio-pci uio uio_pci_generic crc32c_generic ext4 loop nvme-fabrics nvme-tcp configfs nvmet nvmet-tcp)
+# Step 68-tcp-bench: null_blk for the nvmet target's null namespace (made through configfs).
+GUEST_MODULES+=(null_blk)
 
 # module_order prints module paths so that each follows its dependencies.
 module_order() {
@@ -163,6 +166,12 @@ build_initramfs() {
 	copy_with_libs "$(command -v bash)" "$rd" bin/bash
 	cp "$WORK"/bin/* "$rd/bin/"
 	install -m 0755 "$ROOT/scripts/setup.sh" "$rd/bin/setup.sh"
+	# Step 68-tcp-bench: the benchmark script and fio with its libraries (~85 MB, so only
+	# when the step runs) for the kernel NVMe/TCP host; without fio on the host it skips.
+	install -m 0755 "$ROOT/bench/tcp_vs_kernel.sh" "$rd/bin/tcp_vs_kernel.sh"
+	if command -v fio >/dev/null && [[ -z "${VMTEST_STEPS:-}" || " $VMTEST_STEPS " == *" 68-tcp-bench "* ]]; then
+		copy_with_libs "$(command -v fio)" "$rd"
+	fi
 	install -m 0755 "$ROOT/scripts/lab/init" "$rd/init"
 	install -m 0644 "$ROOT/scripts/lab/lib.sh" "$rd/lab/lib.sh"
 	local steps=()
@@ -228,6 +237,8 @@ run_boot() {
 	# kernel-irqchip=split is what intremap=on needs under KVM; TCG accepts it too.
 	local machine=(-machine "q35,kernel-irqchip=split,accel=tcg")
 	cmdline="console=ttyS0 panic=-1 loglevel=4 lab_mode=$boot lab_step_timeout=$STEP_TIMEOUT lab_seed=$SEED lab_lba=$LBA_SIZE"
+	# NAME=value words the kernel hands to init as environment (seen by every step).
+	cmdline+="${VMTEST_GUEST_ENV:+ $VMTEST_GUEST_ENV}"
 	if [[ $boot == iommu ]]; then
 		iommu=(-device "intel-iommu,intremap=on")
 		cmdline+=" intel_iommu=on iommu=pt"
