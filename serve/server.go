@@ -276,6 +276,19 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
+// DropConnections closes every live connection at once and keeps listening, as a
+// target that restarts or loses its network does: each host loses its controller (its
+// admin queue goes) and must connect again. It returns how many connections it closed.
+// It is how hosts' recovery is tested.
+func (s *Server) DropConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	return len(s.conns)
+}
+
 // controller is one host's association with a subsystem, created by an admin Connect
 // with CNTLID FFFFh and joined by the host's I/O queue Connects.
 type controller struct {

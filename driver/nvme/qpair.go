@@ -108,6 +108,7 @@ type QPair struct {
 	// the memory rings above.
 	fabric    FabricQueue
 	completer fabricCompleter
+	fab       fabricQueueState // fabric.go, fabricrecovery.go
 
 	tmo   timeoutState   // timeout.go
 	rcv   reconnectState // recovery.go
@@ -283,15 +284,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	r.cmd.SetCID(r.cid)
 	if q.fabric != nil {
-		if err := q.fabric.Submit(&r.cmd, data.Bytes); err != nil {
-			return err
-		}
-		q.free = q.free[:n-1]
-		r.cb, r.arg, r.active, r.placed = cb, arg, true, true
-		q.active++
-		q.sinceRing++ // sent by the next Poll
-		q.stats.Submitted++
-		return nil
+		return q.submitFabric(n, idx, data.Bytes, cb, arg) // fabric.go
 	}
 	if err := buildPRPs(&r.cmd, data, r.prp, q.ctrl.pageSize); err != nil {
 		return err
