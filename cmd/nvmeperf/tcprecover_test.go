@@ -1,0 +1,117 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nvmeperf/nvmeperf/report"
+	"github.com/nvmeperf/nvmeperf/serve"
+)
+
+// dropWhenBusy makes s drop every connection once a host has connected an I/O queue
+// (a second connection) and a little longer has passed, or ends the target for good
+// (forGood). It returns a channel that is closed once it did.
+func dropWhenBusy(t *testing.T, s *serve.Server, after time.Duration, forGood bool) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(60 * time.Second)
+		for s.Stats().Connections < 2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(after)
+		if forGood {
+			s.Close()
+		} else {
+			s.DropConnections()
+		}
+	}()
+	return done
+}
+
+func eventKinds(events []report.Event) map[string]int {
+	m := map[string]int{}
+	for _, e := range events {
+		m[e.Kind]++
+	}
+	return m
+}
+
+// TestE2ETCPRecoverAfterDroppedConnections: with --recover -Q, a target that drops
+// every connection during the warm-up is reset (a new association) and the measured
+// phase does I/O with no error; dropped during the measured phase, the reads in flight
+// are counted as errors (io_errors, exit 0) and the run goes on.
+func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
+	t.Run("during warm-up", func(t *testing.T) {
+		s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
+		dropped := dropWhenBusy(t, s, 500*time.Millisecond, false)
+		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-a", "4", "-t", "1", "-Q", "--recover",
+			"-r", id, "--output-format", "json")
+		<-dropped
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		d := decodeDoc(t, r.stdout)
+		if d.Status != "ok" || d.Total.All.IOs == 0 || d.Total.All.Errors != 0 {
+			t.Errorf("status %q, ios %d, errors %d: want I/O after the reset and no error in the measured phase",
+				d.Status, d.Total.All.IOs, d.Total.All.Errors)
+		}
+		k := eventKinds(d.Events)
+		if len(d.Recovery) != 1 || d.Recovery[0].Resets != 1 || k["reset"] != 2 || k["reconnect"] != 1 || !strings.Contains(r.stderr, "1 resets") {
+			t.Errorf("JSON recovery %+v, events %v, stderr:\n%s", d.Recovery, k, r.stderr)
+		}
+		if got := s.Stats().Controllers; got != 2 {
+			t.Errorf("the target created %d controllers, want 2 (one per association)", got)
+		}
+	})
+	t.Run("measured", func(t *testing.T) {
+		s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
+		dropped := dropWhenBusy(t, s, time.Second, false)
+		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "4", "-Q", "--recover",
+			"-r", id, "--output-format", "json")
+		<-dropped
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		d := decodeDoc(t, r.stdout)
+		if d.Status != "io_errors" || d.Total.All.Errors == 0 || d.Total.All.Errors > 16 || d.Total.All.IOs == 0 {
+			t.Errorf("status %q, ios %d, errors %d: want the I/O in flight (at most 16) counted as errors",
+				d.Status, d.Total.All.IOs, d.Total.All.Errors)
+		}
+		if len(d.Recovery) != 1 || d.Recovery[0].Resets != 1 {
+			t.Errorf("JSON recovery %+v", d.Recovery)
+		}
+	})
+}
+
+// TestE2ETCPRecoverTargetGone: with --recover, a target that goes away for good is
+// tried --max-resets times; then the run ends with exit 1, device_failed, an error that
+// says so and valid partial results — no hang.
+func TestE2ETCPRecoverTargetGone(t *testing.T) {
+	s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
+	gone := dropWhenBusy(t, s, time.Second, true)
+	r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "60", "-Q", "--recover", "--max-resets", "2",
+		"-r", id, "--output-format", "json")
+	<-gone
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want %d: %s", r.code, exitFailed, r.stderr)
+	}
+	if r.wall > 40*time.Second {
+		t.Errorf("a lost target took %v to end the run", r.wall)
+	}
+	if strings.Contains(r.stderr, "goroutine ") {
+		t.Fatalf("crash output on stderr:\n%s", r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	if !strings.HasPrefix(d.Status, "device_failed") || !strings.Contains(d.Error, "still failing after 2 resets") {
+		t.Errorf("status %q error %q", d.Status, d.Error)
+	}
+	if d.Total.All.IOs == 0 {
+		t.Error("no partial results before the failure")
+	}
+	if len(d.Recovery) != 1 || d.Recovery[0].Resets != 2 || eventKinds(d.Events)["reset"] < 4 {
+		t.Errorf("JSON recovery %+v, events %v", d.Recovery, eventKinds(d.Events))
+	}
+}
