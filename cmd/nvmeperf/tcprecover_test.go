@@ -115,3 +115,58 @@ func TestE2ETCPRecoverTargetGone(t *testing.T) {
 		t.Errorf("JSON recovery %+v, events %v", d.Recovery, eventKinds(d.Events))
 	}
 }
+
+// TestE2ETCPRetries: --retries works over NVMe/TCP: a read the target's namespace fails
+// once (no Do Not Retry) is sent again and succeeds; the caller never sees the error.
+func TestE2ETCPRetries(t *testing.T) {
+	_, id := tcpTarget(t, "nssize:16m failnth:100", serve.Config{}, false)
+	r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "1", "-Q", "--retries", "4",
+		"-r", id, "--output-format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	d := decodeDoc(t, r.stdout)
+	if d.Status != "ok" || d.Total.All.Errors != 0 || d.Total.All.IOs == 0 {
+		t.Errorf("status %q, ios %d, errors %d: want the failed read retried", d.Status, d.Total.All.IOs, d.Total.All.Errors)
+	}
+	if len(d.Recovery) != 1 || d.Recovery[0].Retries != 1 || eventKinds(d.Events)["retry"] != 1 {
+		t.Errorf("JSON recovery %+v, events %v: want one retry", d.Recovery, eventKinds(d.Events))
+	}
+}
+
+// TestE2ETCPHungCommand: --io-timeout works over NVMe/TCP. A read the target never
+// answers times out; the target does not abort it (nvmeperf serve answers Abort with
+// "not aborted"), so the controller is failed: without --recover the run ends with
+// device_failed, with --recover the association is replaced and the run goes on.
+func TestE2ETCPHungCommand(t *testing.T) {
+	t.Run("no recover", func(t *testing.T) {
+		_, id := tcpTarget(t, "nssize:16m failnth:100 failstatus:hang", serve.Config{}, false)
+		r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "30", "-Q", "--io-timeout", "1s",
+			"-r", id, "--output-format", "json")
+		if r.code != exitFailed {
+			t.Fatalf("exit %d, want %d: %s", r.code, exitFailed, r.stderr)
+		}
+		d := decodeDoc(t, r.stdout)
+		if !strings.HasPrefix(d.Status, "device_failed") || !strings.Contains(d.Error, "did not abort") || d.Total.All.IOs == 0 {
+			t.Errorf("status %q, error %q, ios %d", d.Status, d.Error, d.Total.All.IOs)
+		}
+		if len(d.Recovery) != 1 || d.Recovery[0].Timeouts == 0 || d.Recovery[0].Aborts != 1 {
+			t.Errorf("JSON recovery %+v", d.Recovery)
+		}
+	})
+	t.Run("recover", func(t *testing.T) {
+		_, id := tcpTarget(t, "nssize:16m failnth:100 failstatus:hang", serve.Config{}, false)
+		r := runBinary(t, "-q", "8", "-o", "4k", "-w", "randread", "-t", "4", "-Q", "--recover", "--io-timeout", "1s",
+			"-r", id, "--output-format", "json")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		d := decodeDoc(t, r.stdout)
+		if d.Status != "io_errors" || d.Total.All.Errors == 0 || d.Total.All.Errors > 8 {
+			t.Errorf("status %q, errors %d: want the reads in flight at the reset (at most 8) counted", d.Status, d.Total.All.Errors)
+		}
+		if len(d.Recovery) != 1 || d.Recovery[0].Timeouts == 0 || d.Recovery[0].Aborts != 1 || d.Recovery[0].Resets != 1 {
+			t.Errorf("JSON recovery %+v", d.Recovery)
+		}
+	})
+}

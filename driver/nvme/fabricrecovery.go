@@ -157,7 +157,10 @@ func (c *Controller) resetFabric() {
 				time.Since(start).Round(time.Microsecond), c.fabricControllerID(), oldID)})
 			return
 		}
-		c.markFailed(fmt.Errorf("%w: %w", ErrFailed, err))
+		if !errors.Is(err, ErrFailed) {
+			err = fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+		c.markFailed(err)
 		cause = err
 		if n >= max {
 			c.rec.note(Event{Kind: EventReset, Detail: "reset failed: " + err.Error()})
