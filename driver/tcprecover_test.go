@@ -3,7 +3,9 @@ package driver_test
 import (
 	"bytes"
 	"errors"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,66 @@ import (
 	"github.com/nvmeperf/nvmeperf/driver/target"
 	"github.com/nvmeperf/nvmeperf/serve"
 )
+
+// holdTarget is a RAM namespace that can hold the requests it gets: while hold is set,
+// its queues complete nothing, so a test knows which commands are in flight.
+type holdTarget struct {
+	memTarget
+	hold atomic.Bool
+	held atomic.Int64 // requests received and not completed
+}
+
+func (h *holdTarget) OpenQueue(cfg target.QueueConfig) (target.Queue, error) {
+	q, err := h.memTarget.OpenQueue(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &holdQueue{Queue: q, h: h}, nil
+}
+
+type holdQueue struct {
+	target.Queue
+	h *holdTarget
+}
+
+func (q *holdQueue) Submit(r *target.Request) error {
+	if err := q.Queue.Submit(r); err != nil {
+		return err
+	}
+	q.h.held.Add(1)
+	return nil
+}
+
+func (q *holdQueue) Poll() (int, error) {
+	if q.h.hold.Load() {
+		return 0, nil
+	}
+	n, err := q.Queue.Poll()
+	q.h.held.Add(int64(-n))
+	return n, err
+}
+
+// startHoldTarget serves one holdTarget of size bytes on a loopback port.
+func startHoldTarget(t *testing.T, size int) (*serve.Server, *holdTarget, string) {
+	t.Helper()
+	h := &holdTarget{memTarget: memTarget{data: make([]byte, size)}}
+	s, err := serve.New(serve.Config{Namespaces: []target.Target{h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		h.hold.Store(false)
+		s.Close()
+		<-done
+	})
+	return s, h, ln.Addr().String()
+}
 
 // keepBusy polls qs, resubmitting every completed read at once, until stop says so or
 // the generous deadline passes; it returns the reads that succeeded and failed.
@@ -47,7 +109,7 @@ func keepBusy(t *testing.T, qs []target.Queue, w *waiter, stop func(ok, failed i
 // depth 8 with reads in flight.
 func openRecovering(t *testing.T, addr string, maxResets int) (target.Target, *driver.Controller, []target.Queue, *waiter) {
 	t.Helper()
-	opts := driver.Options{NVMe: nvme.Options{Recovery: nvme.RecoveryOptions{Recover: true, MaxResets: maxResets, Retries: 4}}}
+	opts := driver.Options{NVMe: nvme.Options{Recovery: nvme.RecoveryOptions{Recover: true, MaxResets: maxResets, Retries: 4, AsyncEvents: true}}}
 	ts, c, err := driver.OpenTRID(tcpTRID(addr, serve.DefaultNQN), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +139,7 @@ func openRecovering(t *testing.T, addr string, maxResets int) (target.Target, *d
 // are counted, each queue pair connects again to the new controller, and reads go on
 // — with the data the namespace held.
 func TestTCPRecoverAfterDroppedConnections(t *testing.T) {
-	s, addr := startTarget(t, serve.Config{}, 4<<20)
+	s, h, addr := startHoldTarget(t, 4<<20)
 	tg, c, qs, w := openRecovering(t, addr, 3)
 
 	// An idle queue pair, opened before the drop, reconnects at its next Poll too.
@@ -91,25 +153,33 @@ func TestTCPRecoverAfterDroppedConnections(t *testing.T) {
 	if _, _, err := keepBusy(t, qs, w, func(ok, _ int) bool { return ok >= 200 }); err != nil {
 		t.Fatalf("before the drop: %v", err)
 	}
-	if n := s.DropConnections(); n < 4 {
+	// The target holds what it gets from now on: once all 16 reads are held there, the
+	// connections are dropped with exactly those in flight.
+	h.hold.Store(true)
+	if _, _, err := keepBusy(t, qs, w, func(int, int) bool { return h.held.Load() == 16 }); err != nil {
+		t.Fatalf("holding: %v", err)
+	}
+	n := s.DropConnections()
+	h.hold.Store(false)
+	if n < 4 {
 		t.Fatalf("the target dropped %d connections, want the admin queue and 3 I/O queues", n)
 	}
-	// The reads in flight fail; then reads succeed again on the new association.
-	var failed int
-	okAfter, _, err := keepBusy(t, qs, w, func(ok, f int) bool {
+	// The 16 reads in flight fail; then reads succeed again on the new association.
+	var failedAtOnce int
+	okAfter, failed, err := keepBusy(t, qs, w, func(ok, f int) bool {
 		if f == 0 {
 			return false
 		}
-		if failed == 0 {
-			failed = f
+		if failedAtOnce == 0 {
+			failedAtOnce = f
 		}
 		return ok >= 200
 	})
 	if err != nil {
 		t.Fatalf("after the drop: %v", err)
 	}
-	if failed == 0 || okAfter < 200 {
-		t.Fatalf("%d reads failed with the lost connections, %d succeeded after", failed, okAfter)
+	if failedAtOnce != 16 || failed != 16 || okAfter < 200 {
+		t.Fatalf("%d reads failed with the lost connections (%d at once), %d succeeded after; want 16 failed", failed, failedAtOnce, okAfter)
 	}
 	ctrl := c.NVMe
 	if ctrl.Err() != nil || ctrl.Resets() != 1 {

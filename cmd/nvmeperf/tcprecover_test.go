@@ -67,7 +67,9 @@ func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 		}
 	})
 	t.Run("measured", func(t *testing.T) {
-		s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
+		// Every command takes 20 ms in the simulated namespace, so there are always
+		// commands the dropped connection takes with it.
+		s, id := tcpTarget(t, "nssize:16m faildelay:20ms", serve.Config{}, false)
 		dropped := dropWhenBusy(t, s, time.Second, false)
 		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "4", "-Q", "--recover",
 			"-r", id, "--output-format", "json")
@@ -77,8 +79,8 @@ func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 		}
 		d := decodeDoc(t, r.stdout)
 		if d.Status != "io_errors" || d.Total.All.Errors == 0 || d.Total.All.Errors > 16 || d.Total.All.IOs == 0 {
-			t.Errorf("status %q, ios %d, errors %d: want the I/O in flight (at most 16) counted as errors",
-				d.Status, d.Total.All.IOs, d.Total.All.Errors)
+			t.Errorf("status %q, ios %d, errors %d: want the I/O in flight (at most 16) counted as errors\n%s",
+				d.Status, d.Total.All.IOs, d.Total.All.Errors, r.stderr)
 		}
 		if len(d.Recovery) != 1 || d.Recovery[0].Resets != 1 {
 			t.Errorf("JSON recovery %+v", d.Recovery)

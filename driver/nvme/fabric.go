@@ -104,6 +104,9 @@ func AttachFabric(f Fabric, opts Options) (*Controller, error) {
 		go c.keepAlive(opts.KeepAlive / 2)
 	}
 	c.startFabricRecovery() // fabricrecovery.go
+	if !c.IsDiscovery() {
+		c.startAsyncEvents() // aer.go
+	}
 	return c, nil
 }
 
