@@ -232,3 +232,51 @@ func TestTCPRecoverGivesUp(t *testing.T) {
 	}
 	t.Logf("gave up after %v", time.Since(start))
 }
+
+// TestTCPRecoverFromFatalStatus: a controller that sets CSTS.CFS (seen through Property
+// Get) is reset with --recover, its connections replaced, and reads go on.
+func TestTCPRecoverFromFatalStatus(t *testing.T) {
+	s, addr := startTarget(t, serve.Config{}, 4<<20)
+	_, c, qs, w := openRecovering(t, addr, 3)
+	if _, _, err := keepBusy(t, qs, w, func(ok, _ int) bool { return ok >= 100 }); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.SetFatal(); n != 1 {
+		t.Fatalf("%d controllers set fatal, want 1", n)
+	}
+	if _, _, err := keepBusy(t, qs, w, func(int, int) bool { return c.NVMe.Resets() > 0 }); err != nil {
+		t.Fatalf("waiting for the reset: %v", err)
+	}
+	if _, _, err := keepBusy(t, qs, w, func(ok, _ int) bool { return ok >= 100 }); err != nil {
+		t.Fatalf("after the reset: %v", err)
+	}
+	events, _ := c.NVMe.Events()
+	if len(events) == 0 || !strings.Contains(events[0].Detail, "fatal status") || c.NVMe.Resets() != 1 || c.NVMe.Err() != nil {
+		t.Fatalf("resets %d, err %v, events %+v", c.NVMe.Resets(), c.NVMe.Err(), events)
+	}
+}
+
+// TestTCPRecoveryOptionsAllocateNothing: with --recover, --io-timeout and --retries the
+// NVMe/TCP I/O path still allocates nothing per I/O.
+func TestTCPRecoveryOptionsAllocateNothing(t *testing.T) {
+	_, addr := startTarget(t, serve.Config{InCapsuleData: 8192}, 4<<20)
+	opts := driver.Options{NVMe: nvme.Options{Recovery: nvme.RecoveryOptions{Recover: true, IOTimeout: time.Minute, Retries: 4, AsyncEvents: true}}}
+	ts, _, err := driver.OpenTRID(tcpTRID(addr, serve.DefaultNQN), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts[0].Close()
+	w := &waiter{done: make([]*target.Request, 0, 8)}
+	q, err := ts[0].OpenQueue(target.QueueConfig{Depth: 2, IOSize: 16 << 10, Handler: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	rd := &target.Request{Op: target.OpRead, Length: 4096}
+	wr := &target.Request{Op: target.OpWrite, Offset: 1 << 20, Length: 16 << 10, Buf: 1}
+	do(t, q, w, rd, wr) // warm up
+	allocs := testing.AllocsPerRun(200, func() { do(t, q, w, rd, wr) })
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per read+write, want 0", allocs)
+	}
+}

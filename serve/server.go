@@ -289,6 +289,27 @@ func (s *Server) DropConnections() int {
 	return len(s.conns)
 }
 
+// SetFatal sets CSTS.CFS (Controller Fatal Status) on every controller the server has
+// now, as a controller that hit an internal error does; hosts see it with Property Get
+// and must reset (a new association gets a healthy controller). It returns how many
+// controllers it failed. It is how hosts' recovery is tested.
+func (s *Server) SetFatal() int {
+	s.mu.Lock()
+	ctrls := make([]*controller, 0, len(s.ctrls))
+	for _, c := range s.ctrls {
+		if !c.discovery {
+			ctrls = append(ctrls, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range ctrls {
+		c.mu.Lock()
+		c.csts |= spec.CSTSFatal
+		c.mu.Unlock()
+	}
+	return len(ctrls)
+}
+
 // controller is one host's association with a subsystem, created by an admin Connect
 // with CNTLID FFFFh and joined by the host's I/O queue Connects.
 type controller struct {

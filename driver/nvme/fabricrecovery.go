@@ -37,6 +37,9 @@ const (
 	fabricReconnectDelay    = 250 * time.Millisecond
 	maxFabricReconnectDelay = 2 * time.Second
 	fabricRecoveryTick      = 250 * time.Millisecond
+	// fabricHealthInterval is how often the reset goroutine reads CSTS (Property Get):
+	// a controller that reports fatal status or is no longer ready is reset.
+	fabricHealthInterval = time.Second
 )
 
 // errResetting completes the commands in flight on a connection a reset tears down.
@@ -96,6 +99,7 @@ func (c *Controller) fabricRecoveryLoop() {
 	defer close(r.done)
 	t := time.NewTicker(fabricRecoveryTick)
 	defer t.Stop()
+	lastHealth := time.Now()
 	for {
 		select {
 		case <-r.stop:
@@ -103,9 +107,34 @@ func (c *Controller) fabricRecoveryLoop() {
 		case <-r.kick:
 		case <-t.C:
 		}
+		if c.Err() == nil && time.Since(lastHealth) >= fabricHealthInterval {
+			lastHealth = time.Now()
+			c.fabricHealthCheck()
+		}
 		if c.Err() != nil {
 			c.resetFabric()
 		}
+	}
+}
+
+// fabricHealthCheck reads CSTS through Property Get, as a PCIe health check reads the
+// register: fatal status, or a controller no longer ready, is a failure. A Property Get
+// that fails is one too (fabricProperties marks the controller failed).
+func (c *Controller) fabricHealthCheck() {
+	gen := c.rec.gen.Load()
+	if c.rec.resetting.Load() {
+		return
+	}
+	csts := spec.CSTS(c.regs.Read32(spec.RegCSTS))
+	switch {
+	case csts == 0xFFFFFFFF:
+		if err := c.Err(); err != nil {
+			c.fabricFailure(gen, err) // asks for the reset without waiting for the tick
+		}
+	case csts.CFS():
+		c.fabricFailure(gen, fmt.Errorf("%w: controller fatal status (%v)", ErrFailed, csts))
+	case !csts.RDY():
+		c.fabricFailure(gen, fmt.Errorf("%w: controller is no longer ready (%v)", ErrFailed, csts))
 	}
 }
 
