@@ -32,6 +32,7 @@ type recoveryOpts struct {
 	labels map[*nvme.Controller]string
 	before map[*nvme.Controller]*report.HealthSnapshot
 	errs   map[*nvme.Controller]string
+	kernel []*kernelController // kernel NVMe controllers behind io_uring targets (kernelhealth.go)
 }
 
 // defaultRetries is --retries with --recover when not given: SPDK's driver default.
@@ -52,7 +53,7 @@ func (a *app) registerRecoveryFlags(f *pflag.FlagSet) {
 	f.IntVar(&a.recovery.retries, "retries", 0, "userspace NVMe: send a command that failed with Do Not Retry clear again, up to N times (default 0; 4 with --recover)")
 	f.BoolVar(&a.recovery.noAsyncEvents, "no-async-events", false, "userspace NVMe: send no Asynchronous Event Requests (by default AERL+1 are kept outstanding and each event is recorded)")
 	f.BoolVar(&a.recovery.noShadowDoorbell, "no-shadow-doorbell", false, "userspace NVMe: ring the I/O queues' doorbell registers even when the controller offers shadow doorbells (Doorbell Buffer Config)")
-	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on userspace NVMe)")
+	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on NVMe controllers, userspace or kernel)")
 }
 
 // recoveryBefore checks the timeout flags before anything is opened.
@@ -109,9 +110,11 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 // Abort that follows it, so a command that hangs near the end is still aborted and
 // counted instead of being abandoned by the drain.
 //
-// It also takes the "before" health snapshot of every userspace NVMe controller.
+// It also takes the "before" health snapshot of every NVMe controller, userspace or
+// kernel (kernelhealth.go).
 func (a *app) recoveryConfig(cfg *workload.Config, targets []target.Target) {
 	a.snapshotBefore(targets)
+	a.kernelHealthBefore(targets) // kernelhealth.go
 	kernel := 0
 	for _, t := range targets {
 		if _, ok := t.(*nvme.NamespaceTarget); !ok {
@@ -172,6 +175,11 @@ func healthSnapshot(c *nvme.Controller) (*report.HealthSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	return smartSnapshot(&log), nil
+}
+
+// smartSnapshot is the report's view of a SMART / Health log page.
+func smartSnapshot(log *spec.SMARTLog) *report.HealthSnapshot {
 	return &report.HealthSnapshot{
 		Time:              time.Now().UTC().Format(timeLayoutNS),
 		CriticalWarning:   log.CriticalWarning,
@@ -186,7 +194,7 @@ func healthSnapshot(c *nvme.Controller) (*report.HealthSnapshot, error) {
 		ErrorLogEntries:   spec.Counter128(log.ErrorLogEntries),
 		PowerOnHours:      spec.Counter128(log.PowerOnHours),
 		UnsafeShutdowns:   spec.Counter128(log.UnsafeShutdowns),
-	}, nil
+	}
 }
 
 // timeLayoutNS is RFC 3339 with nanoseconds, as the JSON document writes times.
@@ -196,6 +204,7 @@ const timeLayoutNS = "2006-01-02T15:04:05.000000000Z07:00"
 // and counts into meta (JSON "events", "recovery", "health") and says on stderr what
 // the recovery machinery did.
 func (a *app) recoveryAfter(meta *report.Meta) {
+	defer a.kernelHealthAfter(meta) // kernelhealth.go
 	if len(a.recovery.ctrls) == 0 {
 		return
 	}
