@@ -194,6 +194,7 @@ make_images() {
 	truncate -s "${IMAGE_MB}M" "$WORK/vfio-$boot.raw" "$WORK/kernel-$boot.raw"
 	truncate -s "${VARIANT_MB}M" "$WORK/mdts-$boot.raw" "$WORK/meta1-$boot.raw" "$WORK/meta2-$boot.raw" "$WORK/meta3-$boot.raw"
 	truncate -s 64M "$WORK/mounted-$boot.raw"
+	truncate -s "${VARIANT_MB}M" "$WORK/cmb-$boot.raw" # lab-cmb (step 70)
 	mkfs.ext4 -q -F -L labmounted "$WORK/mounted-$boot.raw"
 }
 
@@ -215,6 +216,9 @@ nvme_devices() {
 		-device "nvme-ns,bus=nmeta,drive=dmeta1,nsid=1,ms=8,mset=1"
 		-device "nvme-ns,bus=nmeta,drive=dmeta2,nsid=2,ms=8,pi=1"
 		-device "nvme-ns,bus=nmeta,drive=dmeta3,nsid=3,ms=16,mset=1,pi=2,pil=1"
+		# lab-cmb: a 16 MiB controller memory buffer in BAR 2 (NVMe 1.4 scheme: CAP.CMBS,
+		# CMBMSC), where nvmeperf puts its I/O submission queues (step 70).
+		-drive "file=$WORK/cmb-$b.raw,$raw,id=dcmb" -device "nvme,serial=lab-cmb,drive=dcmb,cmb_size_mb=16"
 	)
 }
 

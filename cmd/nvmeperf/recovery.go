@@ -26,6 +26,7 @@ type recoveryOpts struct {
 	health                  bool
 	noAsyncEvents           bool
 	noShadowDoorbell        bool
+	noSQCMB                 bool
 
 	// Per controller, in the order first seen: the health snapshot taken before the run.
 	ctrls  []*nvme.Controller
@@ -53,6 +54,7 @@ func (a *app) registerRecoveryFlags(f *pflag.FlagSet) {
 	f.IntVar(&a.recovery.retries, "retries", 0, "userspace NVMe: send a command that failed with Do Not Retry clear again, up to N times (default 0; 4 with --recover)")
 	f.BoolVar(&a.recovery.noAsyncEvents, "no-async-events", false, "userspace NVMe: send no Asynchronous Event Requests (by default AERL+1 are kept outstanding and each event is recorded)")
 	f.BoolVar(&a.recovery.noShadowDoorbell, "no-shadow-doorbell", false, "userspace NVMe: ring the I/O queues' doorbell registers even when the controller offers shadow doorbells (Doorbell Buffer Config)")
+	f.BoolVar(&a.recovery.noSQCMB, "no-sq-cmb", false, "userspace NVMe: keep the I/O submission queues in host memory even when the controller memory buffer can hold them (spdk_nvme_perf -D)")
 	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on NVMe controllers, userspace or kernel)")
 }
 
@@ -101,6 +103,7 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 	o.NVMe.Recovery.Retries = a.recovery.retries
 	o.NVMe.Recovery.AsyncEvents = !a.recovery.noAsyncEvents
 	o.NVMe.NoShadowDoorbell = a.recovery.noShadowDoorbell
+	o.NVMe.NoSQInCMB = o.NVMe.NoSQInCMB || a.recovery.noSQCMB
 	if a.recovery.admin > 0 {
 		o.NVMe.AdminTimeout = a.recovery.admin
 	}

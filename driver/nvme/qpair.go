@@ -110,6 +110,9 @@ type QPair struct {
 	completer fabricCompleter
 	fab       fabricQueueState // fabric.go, fabricrecovery.go
 
+	sqInCMB     bool   // cmb.go: the SQ is in the controller memory buffer
+	cmbFallback string // cmb.go: why it is not, when the CMB holds SQs
+
 	tmo   timeoutState   // timeout.go
 	rcv   reconnectState // recovery.go
 	retry retryState     // retry.go
@@ -174,7 +177,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	}
 	// Queues and PRP list pages start on a controller memory page boundary.
 	var err error
-	if q.sqMem, err = q.alloc(entries * spec.SQESize); err != nil {
+	if q.sqMem, err = q.allocSQ(entries * spec.SQESize); err != nil { // cmb.go
 		return nil, fmt.Errorf("nvme: allocating SQ %d: %w", id, err)
 	}
 	if q.cqMem, err = q.alloc(entries * spec.CQESize); err != nil {
@@ -233,6 +236,7 @@ func (q *QPair) freeMemory(deviceMayUse bool) {
 		q.ctrl.freeDMA(b, deviceMayUse)
 	}
 	q.raw = nil
+	q.freeSQ(deviceMayUse) // cmb.go
 	q.sqMem, q.cqMem, q.prpMem = bus.Buffer{}, bus.Buffer{}, bus.Buffer{}
 }
 
@@ -323,7 +327,11 @@ func (q *QPair) ringDistance(a, b uint32) uint32 {
 
 // place copies a request's command into the SQ ring.
 func (q *QPair) place(r *request) {
-	q.sq[q.sqTail] = r.cmd
+	if q.sqInCMB {
+		q.placeCMB(r) // cmb.go: device memory takes plain 8-byte stores
+	} else {
+		q.sq[q.sqTail] = r.cmd
+	}
 	r.placed = true
 	q.sqTail++
 	if q.sqTail == q.size {

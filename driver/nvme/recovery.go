@@ -310,6 +310,11 @@ func (c *Controller) resetController() error {
 			if err := c.waitReadyOff(); err != nil {
 				return err
 			}
+			if c.cmb.on { // cmb.go: the reset may have cleared CMBMSC
+				if err := c.programCMB(); err != nil {
+					return err
+				}
+			}
 			// The disabled controller dropped the admin queue and any command on it.
 			c.admin.fail(errQueuesLost)
 			c.admin.resetRing()
