@@ -1,27 +1,60 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nvmeperf/nvmeperf/driver"
+	simdev "github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/report"
 	"github.com/nvmeperf/nvmeperf/serve"
 )
 
-// dropWhenBusy makes s drop every connection once a host has connected an I/O queue
-// (a second connection) and a little longer has passed, or ends the target for good
-// (forGood). It returns a channel that is closed once it did.
-func dropWhenBusy(t *testing.T, s *serve.Server, after time.Duration, forGood bool) <-chan struct{} {
+// tcpSimTarget is tcpTarget with the simulated controller behind the served namespace,
+// whose counters tell when the host's I/O has begun.
+func tcpSimTarget(t *testing.T, simKeys string) (*serve.Server, *simdev.Controller, string) {
+	t.Helper()
+	ts, c, err := driver.OpenTRID("trtype:sim "+simKeys, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, x := range ts {
+			x.Close()
+		}
+	})
+	s, err := serve.New(serve.Config{Namespaces: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	return s, c.Sim, "trtype:TCP adrfam:IPv4 traddr:" + host + " trsvcid:" + port + " subnqn:" + serve.DefaultNQN
+}
+
+// dropWhenBusy makes s drop every connection once the host has had 100 I/O commands
+// served (its workers run), or ends the target for good (forGood). It returns a
+// channel that is closed once it did.
+func dropWhenBusy(t *testing.T, s *serve.Server, backend *simdev.Controller, forGood bool) <-chan struct{} {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		deadline := time.Now().Add(60 * time.Second)
-		for s.Stats().Connections < 2 && time.Now().Before(deadline) {
+		for backend.Stats().IOCommands < 100 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(after)
 		if forGood {
 			s.Close()
 		} else {
@@ -45,8 +78,8 @@ func eventKinds(events []report.Event) map[string]int {
 // are counted as errors (io_errors, exit 0) and the run goes on.
 func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 	t.Run("during warm-up", func(t *testing.T) {
-		s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
-		dropped := dropWhenBusy(t, s, 500*time.Millisecond, false)
+		s, backend, id := tcpSimTarget(t, "nssize:16m")
+		dropped := dropWhenBusy(t, s, backend, false)
 		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-a", "4", "-t", "1", "-Q", "--recover",
 			"-r", id, "--output-format", "json")
 		<-dropped
@@ -69,8 +102,8 @@ func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 	t.Run("measured", func(t *testing.T) {
 		// Every command takes 20 ms in the simulated namespace, so there are always
 		// commands the dropped connection takes with it.
-		s, id := tcpTarget(t, "nssize:16m faildelay:20ms", serve.Config{}, false)
-		dropped := dropWhenBusy(t, s, time.Second, false)
+		s, backend, id := tcpSimTarget(t, "nssize:16m faildelay:20ms")
+		dropped := dropWhenBusy(t, s, backend, false)
 		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "4", "-Q", "--recover",
 			"-r", id, "--output-format", "json")
 		<-dropped
@@ -92,8 +125,8 @@ func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 // tried --max-resets times; then the run ends with exit 1, device_failed, an error that
 // says so and valid partial results — no hang.
 func TestE2ETCPRecoverTargetGone(t *testing.T) {
-	s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
-	gone := dropWhenBusy(t, s, time.Second, true)
+	s, backend, id := tcpSimTarget(t, "nssize:16m")
+	gone := dropWhenBusy(t, s, backend, true)
 	r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "60", "-Q", "--recover", "--max-resets", "2",
 		"-r", id, "--output-format", "json")
 	<-gone
