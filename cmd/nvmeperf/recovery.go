@@ -250,7 +250,7 @@ func (a *app) recoveryAfter(meta *report.Meta) {
 // eventDetails names the queue and command of an event, then what happened.
 func eventDetails(e nvme.Event) string {
 	switch {
-	case e.CID != 0 || (e.QID != 0 && e.Kind != nvme.EventReset):
+	case e.CID != 0 || (e.QID != 0 && e.Kind != nvme.EventReset && e.Kind != nvme.EventReconnect):
 		return fmt.Sprintf("queue %d command %d: %s", e.QID, e.CID, e.Detail)
 	case e.QID != 0:
 		return fmt.Sprintf("queue %d: %s", e.QID, e.Detail)

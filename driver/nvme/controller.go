@@ -124,6 +124,8 @@ type Controller struct {
 
 	dbbuf dbbufState // shadow doorbells (shadowdb.go)
 	cmb   cmbState   // submission queues in the controller memory buffer (cmb.go)
+
+	fabricRec fabricRecovery // resets over fabrics (fabricrecovery.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
@@ -638,7 +640,8 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 // the transport's DMA before any memory the controller could reach is freed.
 // A second Detach does nothing.
 func (c *Controller) Detach() error {
-	c.stopAsyncEvents() // aer.go
+	c.stopFabricRecovery() // fabricrecovery.go
+	c.stopAsyncEvents()    // aer.go
 	c.qidMu.Lock()
 	if c.detached {
 		c.qidMu.Unlock()

@@ -108,6 +108,7 @@ type QPair struct {
 	// the memory rings above.
 	fabric    FabricQueue
 	completer fabricCompleter
+	fab       fabricQueueState // fabric.go, fabricrecovery.go
 
 	sqInCMB     bool   // cmb.go: the SQ is in the controller memory buffer
 	cmbFallback string // cmb.go: why it is not, when the CMB holds SQs
@@ -287,15 +288,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	r.cmd.SetCID(r.cid)
 	if q.fabric != nil {
-		if err := q.fabric.Submit(&r.cmd, data.Bytes); err != nil {
-			return err
-		}
-		q.free = q.free[:n-1]
-		r.cb, r.arg, r.active, r.placed = cb, arg, true, true
-		q.active++
-		q.sinceRing++ // sent by the next Poll
-		q.stats.Submitted++
-		return nil
+		return q.submitFabric(n, idx, data.Bytes, cb, arg) // fabric.go
 	}
 	if err := buildPRPs(&r.cmd, data, r.prp, q.ctrl.pageSize); err != nil {
 		return err
