@@ -78,6 +78,7 @@ func Attach(id trid.ID, opts Options) (*Controller, error) {
 		if err != nil {
 			return nil, err
 		}
+		opts.NVMe.BARs = dev // the controller memory buffer's BAR
 		ctrl, err := nvme.Attach(dev.Registers(), dev.Allocator(), opts.NVMe)
 		if err != nil {
 			dev.Close()

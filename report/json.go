@@ -170,6 +170,9 @@ type Device struct {
 	LBASize          uint32 `json:"lba_size"`           // bytes
 	CapacityBytes    uint64 `json:"capacity_bytes"`     // bytes
 	MaxTransferBytes uint32 `json:"max_transfer_bytes"` // 0 = unlimited or unknown
+	// Controller memory buffer (PCIe): its size, and whether the I/O SQs are in it.
+	CMBBytes uint64 `json:"cmb_bytes,omitempty"`
+	SQInCMB  bool   `json:"sq_in_cmb,omitempty"`
 }
 
 // JobReport is one worker's measurements for one device.
@@ -201,6 +204,9 @@ type TransportStats struct {
 	SQShadowDoorbellUpdates uint64 `json:"sq_shadow_doorbell_updates"`
 	CQShadowDoorbellUpdates uint64 `json:"cq_shadow_doorbell_updates"`
 	ShadowDoorbellSkips     uint64 `json:"shadow_doorbell_skips"`
+	// SQInCMB is how many of the job's queue pairs have their SQ in the controller
+	// memory buffer.
+	SQInCMB uint64 `json:"sq_in_cmb"`
 }
 
 // TransportStatsOf converts a job's counters; nil stays nil.
@@ -212,7 +218,7 @@ func TransportStatsOf(q *target.QueueStats) *TransportStats {
 		SubmittedRequests: q.Submitted, SQMMIODoorbellUpdates: q.SQDoorbells,
 		CQMMIODoorbellUpdates: q.CQDoorbells, QueuedRequests: q.Queued,
 		SQShadowDoorbellUpdates: q.SQShadowUpdates, CQShadowDoorbellUpdates: q.CQShadowUpdates,
-		ShadowDoorbellSkips: q.ShadowSkips}
+		ShadowDoorbellSkips: q.ShadowSkips, SQInCMB: q.SQInCMB}
 }
 
 // Total is every job merged.
@@ -476,6 +482,8 @@ func deviceOf(t target.Info) Device {
 		LBASize:          t.LBASize,
 		CapacityBytes:    t.Capacity,
 		MaxTransferBytes: t.MaxTransfer,
+		CMBBytes:         t.CMB,
+		SQInCMB:          t.SQInCMB,
 	}
 }
 

@@ -213,7 +213,7 @@ func (d *Document) Result() (workload.Result, error) {
 		job := workload.Job{
 			Target: target.Info{Name: dev.Name, TRID: dev.TRID, Transport: dev.Transport, Model: dev.Model,
 				Serial: dev.Serial, Firmware: dev.Firmware, NSID: dev.NSID, LBASize: dev.LBASize,
-				Capacity: dev.CapacityBytes, MaxTransfer: dev.MaxTransferBytes},
+				Capacity: dev.CapacityBytes, MaxTransfer: dev.MaxTransferBytes, CMB: dev.CMBBytes, SQInCMB: dev.SQInCMB},
 			Core:   j.Core,
 			QPairs: j.QPairs,
 		}

@@ -73,6 +73,7 @@ type HealthDifference struct {
 // DeviceHealth is a device's health before and after the run (JSON "health").
 type DeviceHealth struct {
 	Device     string            `json:"device"`
+	Targets    []string          `json:"targets,omitempty"` // kernel NVMe: the run's targets behind this controller
 	Before     *HealthSnapshot   `json:"before,omitempty"`
 	After      *HealthSnapshot   `json:"after,omitempty"`
 	Difference *HealthDifference `json:"difference,omitempty"` // when both snapshots exist

@@ -8,6 +8,7 @@
 # Environment: VMTEST_CACHE (default .vmtest), VMTEST_BOOTS ("iommu noiommu"),
 # VMTEST_BOOT_TIMEOUT (seconds per boot, 480), VMTEST_STEP_TIMEOUT (per step, 150),
 # VMTEST_KEEP=1 keeps the logs, VMTEST_SKIP_NVMEPERF=1 leaves the CLI out, VMTEST_STEPS (space separated step names to run).
+# VMTEST_GUEST_ENV: NAME=value words for the steps' environment (e.g. LAB_TCP_BENCH_SECONDS=10).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,6 +105,8 @@ ensure_kernel() {
 # Modules the guest loads, dependencies first. Names as modinfo spells them.
 # ext4 finds crc32c through the crypto API, which would modprobe it: load it first.
 GUEST_MODULES=(nvme vfio vfio_iommu_type1 vfio-pci uio uio_pci_generic crc32c_generic ext4 loop nvme-fabrics nvme-tcp configfs nvmet nvmet-tcp)
+# Step 68-tcp-bench: null_blk for the nvmet target's null namespace (made through configfs).
+GUEST_MODULES+=(null_blk)
 
 # module_order prints module paths so that each follows its dependencies.
 module_order() {
@@ -163,6 +166,12 @@ build_initramfs() {
 	copy_with_libs "$(command -v bash)" "$rd" bin/bash
 	cp "$WORK"/bin/* "$rd/bin/"
 	install -m 0755 "$ROOT/scripts/setup.sh" "$rd/bin/setup.sh"
+	# Step 68-tcp-bench: the benchmark script and fio with its libraries (~85 MB, so only
+	# when the step runs) for the kernel NVMe/TCP host; without fio on the host it skips.
+	install -m 0755 "$ROOT/bench/tcp_vs_kernel.sh" "$rd/bin/tcp_vs_kernel.sh"
+	if command -v fio >/dev/null && [[ -z "${VMTEST_STEPS:-}" || " $VMTEST_STEPS " == *" 68-tcp-bench "* ]]; then
+		copy_with_libs "$(command -v fio)" "$rd"
+	fi
 	install -m 0755 "$ROOT/scripts/lab/init" "$rd/init"
 	install -m 0644 "$ROOT/scripts/lab/lib.sh" "$rd/lab/lib.sh"
 	local steps=()
@@ -194,6 +203,7 @@ make_images() {
 	truncate -s "${IMAGE_MB}M" "$WORK/vfio-$boot.raw" "$WORK/kernel-$boot.raw"
 	truncate -s "${VARIANT_MB}M" "$WORK/mdts-$boot.raw" "$WORK/meta1-$boot.raw" "$WORK/meta2-$boot.raw" "$WORK/meta3-$boot.raw"
 	truncate -s 64M "$WORK/mounted-$boot.raw"
+	truncate -s "${VARIANT_MB}M" "$WORK/cmb-$boot.raw" # lab-cmb (step 70)
 	mkfs.ext4 -q -F -L labmounted "$WORK/mounted-$boot.raw"
 }
 
@@ -215,6 +225,9 @@ nvme_devices() {
 		-device "nvme-ns,bus=nmeta,drive=dmeta1,nsid=1,ms=8,mset=1"
 		-device "nvme-ns,bus=nmeta,drive=dmeta2,nsid=2,ms=8,pi=1"
 		-device "nvme-ns,bus=nmeta,drive=dmeta3,nsid=3,ms=16,mset=1,pi=2,pil=1"
+		# lab-cmb: a 16 MiB controller memory buffer in BAR 2 (NVMe 1.4 scheme: CAP.CMBS,
+		# CMBMSC), where nvmeperf puts its I/O submission queues (step 70).
+		-drive "file=$WORK/cmb-$b.raw,$raw,id=dcmb" -device "nvme,serial=lab-cmb,drive=dcmb,cmb_size_mb=16"
 	)
 }
 
@@ -224,6 +237,8 @@ run_boot() {
 	# kernel-irqchip=split is what intremap=on needs under KVM; TCG accepts it too.
 	local machine=(-machine "q35,kernel-irqchip=split,accel=tcg")
 	cmdline="console=ttyS0 panic=-1 loglevel=4 lab_mode=$boot lab_step_timeout=$STEP_TIMEOUT lab_seed=$SEED lab_lba=$LBA_SIZE"
+	# NAME=value words the kernel hands to init as environment (seen by every step).
+	cmdline+="${VMTEST_GUEST_ENV:+ $VMTEST_GUEST_ENV}"
 	if [[ $boot == iommu ]]; then
 		iommu=(-device "intel-iommu,intremap=on")
 		cmdline+=" intel_iommu=on iommu=pt"

@@ -276,6 +276,40 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
+// DropConnections closes every live connection at once and keeps listening, as a
+// target that restarts or loses its network does: each host loses its controller (its
+// admin queue goes) and must connect again. It returns how many connections it closed.
+// It is how hosts' recovery is tested.
+func (s *Server) DropConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	return len(s.conns)
+}
+
+// SetFatal sets CSTS.CFS (Controller Fatal Status) on every controller the server has
+// now, as a controller that hit an internal error does; hosts see it with Property Get
+// and must reset (a new association gets a healthy controller). It returns how many
+// controllers it failed. It is how hosts' recovery is tested.
+func (s *Server) SetFatal() int {
+	s.mu.Lock()
+	ctrls := make([]*controller, 0, len(s.ctrls))
+	for _, c := range s.ctrls {
+		if !c.discovery {
+			ctrls = append(ctrls, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range ctrls {
+		c.mu.Lock()
+		c.csts |= spec.CSTSFatal
+		c.mu.Unlock()
+	}
+	return len(ctrls)
+}
+
 // controller is one host's association with a subsystem, created by an admin Connect
 // with CNTLID FFFFh and joined by the host's I/O queue Connects.
 type controller struct {

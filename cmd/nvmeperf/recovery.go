@@ -26,12 +26,14 @@ type recoveryOpts struct {
 	health                  bool
 	noAsyncEvents           bool
 	noShadowDoorbell        bool
+	noSQCMB                 bool
 
 	// Per controller, in the order first seen: the health snapshot taken before the run.
 	ctrls  []*nvme.Controller
 	labels map[*nvme.Controller]string
 	before map[*nvme.Controller]*report.HealthSnapshot
 	errs   map[*nvme.Controller]string
+	kernel []*kernelController // kernel NVMe controllers behind io_uring targets (kernelhealth.go)
 }
 
 // defaultRetries is --retries with --recover when not given: SPDK's driver default.
@@ -52,7 +54,8 @@ func (a *app) registerRecoveryFlags(f *pflag.FlagSet) {
 	f.IntVar(&a.recovery.retries, "retries", 0, "userspace NVMe: send a command that failed with Do Not Retry clear again, up to N times (default 0; 4 with --recover)")
 	f.BoolVar(&a.recovery.noAsyncEvents, "no-async-events", false, "userspace NVMe: send no Asynchronous Event Requests (by default AERL+1 are kept outstanding and each event is recorded)")
 	f.BoolVar(&a.recovery.noShadowDoorbell, "no-shadow-doorbell", false, "userspace NVMe: ring the I/O queues' doorbell registers even when the controller offers shadow doorbells (Doorbell Buffer Config)")
-	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on userspace NVMe)")
+	f.BoolVar(&a.recovery.noSQCMB, "no-sq-cmb", false, "userspace NVMe: keep the I/O submission queues in host memory even when the controller memory buffer can hold them (spdk_nvme_perf -D)")
+	f.BoolVar(&a.recovery.health, "health", false, "also print the controllers' SMART / Health difference over the run in the text report (the JSON always has it on NVMe controllers, userspace or kernel)")
 }
 
 // recoveryBefore checks the timeout flags before anything is opened.
@@ -100,6 +103,7 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 	o.NVMe.Recovery.Retries = a.recovery.retries
 	o.NVMe.Recovery.AsyncEvents = !a.recovery.noAsyncEvents
 	o.NVMe.NoShadowDoorbell = a.recovery.noShadowDoorbell
+	o.NVMe.NoSQInCMB = o.NVMe.NoSQInCMB || a.recovery.noSQCMB
 	if a.recovery.admin > 0 {
 		o.NVMe.AdminTimeout = a.recovery.admin
 	}
@@ -109,9 +113,11 @@ func (a *app) recoveryDriverOptions(o *driver.Options) {
 // Abort that follows it, so a command that hangs near the end is still aborted and
 // counted instead of being abandoned by the drain.
 //
-// It also takes the "before" health snapshot of every userspace NVMe controller.
+// It also takes the "before" health snapshot of every NVMe controller, userspace or
+// kernel (kernelhealth.go).
 func (a *app) recoveryConfig(cfg *workload.Config, targets []target.Target) {
 	a.snapshotBefore(targets)
+	a.kernelHealthBefore(targets) // kernelhealth.go
 	kernel := 0
 	for _, t := range targets {
 		if _, ok := t.(*nvme.NamespaceTarget); !ok {
@@ -172,6 +178,11 @@ func healthSnapshot(c *nvme.Controller) (*report.HealthSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	return smartSnapshot(&log), nil
+}
+
+// smartSnapshot is the report's view of a SMART / Health log page.
+func smartSnapshot(log *spec.SMARTLog) *report.HealthSnapshot {
 	return &report.HealthSnapshot{
 		Time:              time.Now().UTC().Format(timeLayoutNS),
 		CriticalWarning:   log.CriticalWarning,
@@ -186,7 +197,7 @@ func healthSnapshot(c *nvme.Controller) (*report.HealthSnapshot, error) {
 		ErrorLogEntries:   spec.Counter128(log.ErrorLogEntries),
 		PowerOnHours:      spec.Counter128(log.PowerOnHours),
 		UnsafeShutdowns:   spec.Counter128(log.UnsafeShutdowns),
-	}, nil
+	}
 }
 
 // timeLayoutNS is RFC 3339 with nanoseconds, as the JSON document writes times.
@@ -196,6 +207,7 @@ const timeLayoutNS = "2006-01-02T15:04:05.000000000Z07:00"
 // and counts into meta (JSON "events", "recovery", "health") and says on stderr what
 // the recovery machinery did.
 func (a *app) recoveryAfter(meta *report.Meta) {
+	defer a.kernelHealthAfter(meta) // kernelhealth.go
 	if len(a.recovery.ctrls) == 0 {
 		return
 	}
@@ -238,7 +250,7 @@ func (a *app) recoveryAfter(meta *report.Meta) {
 // eventDetails names the queue and command of an event, then what happened.
 func eventDetails(e nvme.Event) string {
 	switch {
-	case e.CID != 0 || (e.QID != 0 && e.Kind != nvme.EventReset):
+	case e.CID != 0 || (e.QID != 0 && e.Kind != nvme.EventReset && e.Kind != nvme.EventReconnect):
 		return fmt.Sprintf("queue %d command %d: %s", e.QID, e.CID, e.Detail)
 	case e.QID != 0:
 		return fmt.Sprintf("queue %d: %s", e.QID, e.Detail)

@@ -92,7 +92,7 @@ var spdkOptions = []spdkOption{
 	{"y", "tpoint-group-mask", "MASK", notApplicable, "SPDK tracepoints do not exist in nvmeperf; --output-format json records the run"},
 	{"b", "allowed-pci-addr", "ADDR", implemented, "only these local PCIe controllers (repeatable); sim and kernel targets are not PCI devices"},
 	{"V", "enable-vmd", "", refused, "nvmeperf does not enumerate drives behind a VMD; disable VMD for them (BIOS) and name them with -r 'trtype:PCIe traddr:...'"},
-	{"D", "disable-sq-cmb", "", notApplicable, "nvmeperf always keeps submission queues in host memory (CMB queues land with the CMB issue), so there is nothing to disable"},
+	{"D", "disable-sq-cmb", "", implemented, "keep I/O submission queues in host memory; by default they go to the controller memory buffer when CMBSZ.SQS allows (same as --no-sq-cmb)"},
 	{"E", "enable-interrupt", "", refused, "completion interrupts are not supported: nvmeperf polls; for interrupt-driven kernel I/O name /dev/nvmeXnY (without --hipri)"},
 	{"", "disable-sq-flow-control", "", notApplicable, "nvmeperf's queues always hold submissions within the queue size"},
 	{"S", "default-sock-impl", "IMPL", notApplicable, "socket implementation for NVMe/TCP; " + tcpLater},
@@ -129,6 +129,7 @@ type compatOpts struct {
 	unusedQPairs   int
 	cpuUsage       bool
 	noShutdown     bool
+	disableSQCMB   bool
 	keepAliveMS    int
 	headerDigest   bool
 	dataDigest     bool
@@ -164,6 +165,7 @@ func (a *app) registerCompatFlags(f *pflag.FlagSet) {
 	f.IntVarP(&c.unusedQPairs, "num-unused-qpairs", "U", 0, "extra I/O queue pairs to create per controller and leave unused")
 	f.BoolVarP(&c.cpuUsage, "cpu-usage", "m", false, "show how busy the used cores are (live on a terminal, and a summary on stderr)")
 	f.BoolVarP(&c.noShutdown, "no-shst-notification", "N", false, "detach controllers without a shutdown notification (CC.EN=0 instead of CC.SHN)")
+	f.BoolVarP(&c.disableSQCMB, "disable-sq-cmb", "D", false, "keep I/O submission queues in host memory even when the controller memory buffer can hold them (same as --no-sq-cmb)")
 	f.IntVarP(&c.keepAliveMS, "keepalive", "k", 10000, "keep alive timeout of NVMe/TCP controllers in ms (0: none)")
 	f.BoolVarP(&c.headerDigest, "enable-tcp-hdgst", "H", false, "NVMe/TCP header digests")
 	f.BoolVarP(&c.dataDigest, "enable-tcp-ddgst", "I", false, "NVMe/TCP data digests")
@@ -459,9 +461,10 @@ func (a *app) pciAllowed(addr string) bool {
 	return false
 }
 
-// compatDriverOptions applies -N, -k, -H and -I to controller bring-up.
+// compatDriverOptions applies -N, -D, -k, -H and -I to controller bring-up.
 func (a *app) compatDriverOptions(o *driver.Options) {
 	o.NVMe.NoShutdownNotification = a.compat.noShutdown
+	o.NVMe.NoSQInCMB = o.NVMe.NoSQInCMB || a.compat.disableSQCMB
 	o.NVMe.KeepAlive = time.Duration(a.compat.keepAliveMS) * time.Millisecond
 	o.TCPDigests.Header, o.TCPDigests.Data = a.compat.headerDigest, a.compat.dataDigest
 }

@@ -207,6 +207,7 @@ func writeTransportStats(w io.Writer, res workload.Result) {
 		fmt.Fprintf(w, "\tsq_shadow_doorbell_updates:  %d\n", s.SQShadowUpdates)
 		fmt.Fprintf(w, "\tqueued_requests:     %d\n", s.Queued)
 		fmt.Fprintf(w, "\tshadow_doorbell_skips: %d\n", s.ShadowSkips) // not in SPDK's layout
+		fmt.Fprintf(w, "\tsq_in_cmb:           %d\n", s.SQInCMB)       // queue pairs with the SQ in the CMB; not in SPDK's layout
 	}
 }
 

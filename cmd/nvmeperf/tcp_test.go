@@ -126,13 +126,3 @@ func TestE2ETCPTargetGoesAway(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-// Timeouts, resets and retries work on the memory-ring path only: over NVMe/TCP they
-// are refused by name, not silently ignored.
-func TestE2ETCPRefusesRecoveryOptions(t *testing.T) {
-	_, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
-	r := runBinary(t, "-q", "4", "-o", "4k", "-w", "randread", "-t", "1", "-r", id, "--io-timeout", "5s")
-	if r.code == 0 || !strings.Contains(r.stderr, "not supported over fabrics yet") || !strings.Contains(r.stderr, "--io-timeout") {
-		t.Errorf("--io-timeout over TCP: exit %d: %s", r.code, r.stderr)
-	}
-}

@@ -155,3 +155,14 @@ type Allocator interface {
 	Alloc(size int) (Buffer, error)
 	Free(b Buffer) error
 }
+
+// BARMapper is implemented by a transport that can map a PCI BAR other than BAR0 into
+// the host, for a controller memory buffer (CMB). The returned Buffer's Bytes are the
+// BAR's host mapping, to be written only with the MMIO primitives (CopyToMMIO64,
+// Store32), and its Addr is the address the controller decodes for the BAR's first
+// byte: its PCI bus address, which the host programs as the CMB's controller base
+// address and from which queue addresses in the CMB are computed. The transport
+// unmaps it when it closes.
+type BARMapper interface {
+	MapBAR(index int) (Buffer, error)
+}

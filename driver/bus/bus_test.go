@@ -124,3 +124,17 @@ func keysOf(m map[string][]string) []string {
 	}
 	return k
 }
+
+// CopyToMMIO64 copies whole words, in order, and only the n asked for.
+func TestCopyToMMIO64(t *testing.T) {
+	src := [9]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	var dst [9]uint64
+	CopyToMMIO64(&dst[0], &src[0], 8)
+	if want := [9]uint64{1, 2, 3, 4, 5, 6, 7, 8, 0}; dst != want {
+		t.Fatalf("%v, want %v", dst, want)
+	}
+	CopyToMMIO64(&dst[0], &src[8], 0)
+	if dst[0] != 1 {
+		t.Fatal("n=0 stored")
+	}
+}

@@ -53,3 +53,13 @@ func Load32(p *uint32) uint32 {
 func LoadAcquire32(p *uint32) uint32 {
 	return atomic.LoadUint32(p) // acquire for the race detector as well
 }
+
+// CopyToMMIO64 copies n 8-byte words from src to dst, where dst is device memory mapped
+// from a BAR (a controller memory buffer): plain 8-byte loads and stores in ascending
+// order, never byte-wise (a memmove may use byte, vector or REP MOVS stores, which
+// device memory need not accept) and never a locked instruction. Both must be 8-byte
+// aligned. Like Store32 it is assembly, so the stores are neither merged, split nor
+// dropped; the doorbell store that follows (Store32) is ordered after them.
+func CopyToMMIO64(dst, src *uint64, n int) {
+	copy64(dst, src, n)
+}

@@ -18,3 +18,18 @@ TEXT ·load32(SB), NOSPLIT, $0-12
 	DMB $1 // OSHLD: later loads (DMA data) after the register read
 	MOVW R1, ret+8(FP)
 	RET
+
+// func copy64(dst, src *uint64, n int)
+// n plain 8-byte loads and stores in ascending order (no pair or vector stores).
+TEXT ·copy64(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD src+8(FP), R1
+	MOVD n+16(FP), R2
+	CBZ R2, done
+loop:
+	MOVD.P 8(R1), R3
+	MOVD.P R3, 8(R0)
+	SUB $1, R2
+	CBNZ R2, loop
+done:
+	RET

@@ -9,3 +9,6 @@ func store32(p *uint32, v uint32)
 
 //go:noescape
 func load32(p *uint32) uint32
+
+//go:noescape
+func copy64(dst, src *uint64, n int)

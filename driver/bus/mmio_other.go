@@ -2,6 +2,8 @@
 
 package bus
 
+import "unsafe"
+
 // Portable fallback for architectures without assembly here. The functions are not
 // inlined, so the compiler keeps each access whole and in program order, but no
 // hardware barrier is issued: on a weakly ordered CPU a doorbell could overtake the SQ
@@ -13,3 +15,11 @@ func store32(p *uint32, v uint32) { *p = v }
 
 //go:noinline
 func load32(p *uint32) uint32 { return *p }
+
+//go:noinline
+func copy64(dst, src *uint64, n int) {
+	d := unsafe.Slice(dst, n)
+	for i, v := range unsafe.Slice(src, n) {
+		d[i] = v
+	}
+}

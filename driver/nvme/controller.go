@@ -36,6 +36,12 @@ type Options struct {
 	// NoShadowDoorbell keeps the I/O queues on their doorbell registers even when the
 	// controller offers shadow doorbells (Doorbell Buffer Config; shadowdb.go).
 	NoShadowDoorbell bool
+	// NoSQInCMB keeps the I/O submission queues in host memory even when the
+	// controller memory buffer can hold them (spdk_nvme_perf -D; cmb.go).
+	NoSQInCMB bool
+	// BARs maps the controller's BARs besides BAR0, for its memory buffer. nil means
+	// the Registers or the Allocator passed to Attach, if either implements it.
+	BARs bus.BARMapper
 	// KeepAlive is the keep alive timeout of a fabrics controller (Connect KATO); Keep
 	// Alive commands go every half of it. 0 disables keep alive. PCIe ignores it.
 	KeepAlive time.Duration
@@ -117,6 +123,9 @@ type Controller struct {
 	aer aerState      // asynchronous events (aer.go)
 
 	dbbuf dbbufState // shadow doorbells (shadowdb.go)
+	cmb   cmbState   // submission queues in the controller memory buffer (cmb.go)
+
+	fabricRec fabricRecovery // resets over fabrics (fabricrecovery.go)
 }
 
 // Attach brings up the controller behind regs: it disables it, sets up the admin
@@ -203,6 +212,7 @@ func (c *Controller) enable() error {
 	if err := c.disableFirst(); err != nil {
 		return err
 	}
+	c.setupCMB() // cmb.go: before any queue exists; never fails the bring-up
 
 	entries := c.opts.AdminEntries
 	if max := int(c.cap.MQES()) + 1; entries > max {
@@ -630,7 +640,8 @@ func (c *Controller) FreeIOQPair(q *QPair) error {
 // the transport's DMA before any memory the controller could reach is freed.
 // A second Detach does nothing.
 func (c *Controller) Detach() error {
-	c.stopAsyncEvents() // aer.go
+	c.stopFabricRecovery() // fabricrecovery.go
+	c.stopAsyncEvents()    // aer.go
 	c.qidMu.Lock()
 	if c.detached {
 		c.qidMu.Unlock()

@@ -3,6 +3,7 @@ package nvme
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -87,14 +88,9 @@ type Completer interface {
 // after Identify Controller. With Options.KeepAlive it sends Keep Alive every half
 // of it until Detach.
 func AttachFabric(f Fabric, opts Options) (*Controller, error) {
-	if r := opts.Recovery; r.IOTimeout > 0 || r.Recover || r.Retries > 0 {
-		// Timeouts, resets and retries live in the memory-ring poll path; a fabric
-		// queue would silently ignore them.
-		return nil, errors.Join(fmt.Errorf("nvme: %s: --io-timeout, --recover and --retries are not supported over fabrics yet (docs/recovery.md)", f.Name()), f.Close())
-	}
 	opts.defaults()
 	c := &Controller{dma: f, fabric: f, opts: opts, open: map[*QPair]struct{}{}, pageSize: bus.PageSize}
-	c.regs = fabricProperties{c}
+	c.regs = &fabricProperties{c: c}
 	err := c.guard("enabling the controller", c.enableFabric)
 	if err == nil {
 		err = c.guard("identifying the controller", c.identify)
@@ -105,6 +101,10 @@ func AttachFabric(f Fabric, opts Options) (*Controller, error) {
 	if opts.KeepAlive > 0 {
 		c.keepAliveStop, c.keepAliveDone = make(chan struct{}), make(chan struct{})
 		go c.keepAlive(opts.KeepAlive / 2)
+	}
+	c.startFabricRecovery() // fabricrecovery.go
+	if !c.IsDiscovery() {
+		c.startAsyncEvents() // aer.go
 	}
 	return c, nil
 }
@@ -152,8 +152,12 @@ func (c *Controller) IsDiscovery() bool {
 
 // inCapsuleData is how much write data an I/O command capsule carries: IOCCSZ (in
 // 16-byte units, the 64-byte SQE included) from Identify Controller.
-func (c *Controller) inCapsuleData() int {
-	b := (*[spec.IdentifyDataSize]byte)(unsafe.Pointer(&c.ident))[spec.IdentifyOffsetIOCCSZ:]
+func (c *Controller) inCapsuleData() int { return c.inCapsuleDataOf(&c.ident) }
+
+// inCapsuleDataOf is inCapsuleData from the Identify Controller data id (0 on PCIe,
+// where IOCCSZ is reserved).
+func (c *Controller) inCapsuleDataOf(id *spec.IdentifyController) int {
+	b := (*[spec.IdentifyDataSize]byte)(unsafe.Pointer(id))[spec.IdentifyOffsetIOCCSZ:]
 	ioccsz := int(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
 	return max(ioccsz*16-spec.SQESize, 0)
 }
@@ -204,7 +208,8 @@ func (c *Controller) DiscoveryLog() ([]spec.DiscoveryLogEntry, error) {
 }
 
 // keepAlive sends Keep Alive every interval until Detach; a failure fails the
-// controller, which ends every queue pair's run at its next health check.
+// controller, which ends every queue pair's run at its next health check, or with
+// Recovery.Recover has it reset (fabricrecovery.go).
 func (c *Controller) keepAlive(interval time.Duration) {
 	defer close(c.keepAliveDone)
 	t := time.NewTicker(max(interval, 10*time.Millisecond))
@@ -215,10 +220,18 @@ func (c *Controller) keepAlive(interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		if c.opts.Recovery.Recover && (c.rec.resetting.Load() || c.Err() != nil) {
+			continue // fabricrecovery.go: the association is being replaced
+		}
 		cmd := spec.Command{}
 		cmd.SetOpcodeCID(uint8(spec.AdminKeepAlive), 0)
 		if _, err := c.AdminCommand(&cmd, bus.Buffer{}); err != nil {
-			c.markFailed(fmt.Errorf("nvme: keep alive: %w", err))
+			err = fmt.Errorf("nvme: keep alive: %w", err)
+			if c.opts.Recovery.Recover {
+				c.fabricFailure(c.rec.gen.Load(), err) // reset; keep alive goes on with the new association
+				continue
+			}
+			c.markFailed(err)
 			return
 		}
 	}
@@ -233,17 +246,44 @@ func (c *Controller) stopKeepAlive() {
 }
 
 // fabricProperties is bus.Registers over Property Get/Set on the admin queue, so the
-// bring-up, shutdown and disable code is the one PCIe runs. A property access that
-// fails fails the controller and reads as all ones, what a removed PCIe device reads.
-type fabricProperties struct{ c *Controller }
+// bring-up, shutdown, disable and reset code is the one PCIe runs. A property access
+// that fails fails the controller and reads as all ones, what a removed PCIe device
+// reads.
+type fabricProperties struct {
+	c *Controller
+	// adminHeld is set while the goroutine that holds the admin lock (a reset,
+	// resetController) accesses properties: they then go on the admin queue without
+	// taking the lock again. Nothing else reads a fabric's properties meanwhile (a
+	// fabric's checkAlive reads none; the asynchronous event poller and keep alive
+	// stay off while a reset runs).
+	adminHeld atomic.Bool
+}
 
-func (p fabricProperties) get(off uint32, size8 bool) uint64 {
+// holdingAdminLock marks the properties as accessed under the admin lock until the
+// returned function is called. It does nothing for memory-based controllers.
+func (c *Controller) holdingAdminLock() (release func()) {
+	p, ok := c.regs.(*fabricProperties)
+	if !ok {
+		return func() {}
+	}
+	p.adminHeld.Store(true)
+	return func() { p.adminHeld.Store(false) }
+}
+
+func (p *fabricProperties) admin(cmd *spec.Command) (spec.Completion, error) {
+	if p.adminHeld.Load() {
+		return p.c.adminLocked(cmd, bus.Buffer{})
+	}
+	return p.c.AdminCommand(cmd, bus.Buffer{})
+}
+
+func (p *fabricProperties) get(off uint32, size8 bool) uint64 {
 	pg := spec.PropertyGetCommand{OFST: off}
 	if size8 {
 		pg.ATTRIB = spec.PropertySize8
 	}
 	cmd := pg.ToCommand()
-	cpl, err := p.c.AdminCommand(&cmd, bus.Buffer{})
+	cpl, err := p.admin(&cmd)
 	if err != nil {
 		p.c.markFailed(fmt.Errorf("%w: Property Get %#x: %w", ErrFailed, off, err))
 		return ^uint64(0)
@@ -251,21 +291,21 @@ func (p fabricProperties) get(off uint32, size8 bool) uint64 {
 	return uint64(cpl.DW0) | uint64(cpl.DW1)<<32
 }
 
-func (p fabricProperties) set(off uint32, v uint64, size8 bool) {
+func (p *fabricProperties) set(off uint32, v uint64, size8 bool) {
 	ps := spec.PropertySetCommand{OFST: off, VALUE: v}
 	if size8 {
 		ps.ATTRIB = spec.PropertySize8
 	}
 	cmd := ps.ToCommand()
-	if _, err := p.c.AdminCommand(&cmd, bus.Buffer{}); err != nil {
+	if _, err := p.admin(&cmd); err != nil {
 		p.c.markFailed(fmt.Errorf("%w: Property Set %#x: %w", ErrFailed, off, err))
 	}
 }
 
-func (p fabricProperties) Read32(off uint32) uint32     { return uint32(p.get(off, false)) }
-func (p fabricProperties) Write32(off uint32, v uint32) { p.set(off, uint64(v), false) }
-func (p fabricProperties) Read64(off uint32) uint64     { return p.get(off, true) }
-func (p fabricProperties) Write64(off uint32, v uint64) { p.set(off, v, true) }
+func (p *fabricProperties) Read32(off uint32) uint32     { return uint32(p.get(off, false)) }
+func (p *fabricProperties) Write32(off uint32, v uint32) { p.set(off, uint64(v), false) }
+func (p *fabricProperties) Read64(off uint32) uint64     { return p.get(off, true) }
+func (p *fabricProperties) Write64(off uint32, v uint64) { p.set(off, v, true) }
 
 // connectFabric sets up a queue pair's request slots and connects its queue. Fabric
 // queues have no rings: at most Entries-1 commands are ever outstanding, so the
@@ -280,21 +320,76 @@ func (q *QPair) connectFabric(nreq int) error {
 		q.free[i] = uint16(nreq - 1 - i)
 	}
 	q.completer.q = q
-	cfg := FabricQueueConfig{
+	q.fab.data = make([][]byte, nreq)
+	q.fab.cfg = FabricQueueConfig{
 		QID: q.id, Entries: int(q.size), Requests: nreq, CIDMask: q.cidMask(),
 		InCapsuleData: adminInCapsuleData, MaxTransfer: q.maxTransfer,
 	}
 	if q.id == 0 {
-		cfg.KeepAlive = q.ctrl.opts.KeepAlive
+		q.fab.cfg.KeepAlive = q.ctrl.opts.KeepAlive
 	} else {
-		cfg.InCapsuleData = q.ctrl.inCapsuleData()
+		q.fab.cfg.InCapsuleData = q.ctrl.inCapsuleData()
 	}
-	fq, err := q.ctrl.fabric.ConnectQueue(cfg)
+	if err := q.dialFabric(); err != nil {
+		return err
+	}
+	q.initTimeout()  // timeout.go
+	q.initRecovery() // recovery.go, fabricrecovery.go
+	q.initRetry()    // retry.go
+	return nil
+}
+
+// dialFabric connects the queue pair's queue (again, after a reset).
+func (q *QPair) dialFabric() error {
+	fq, err := q.ctrl.fabric.ConnectQueue(q.fab.cfg)
 	if err != nil {
 		return fmt.Errorf("nvme: connecting %s queue %d: %w", q.ctrl.fabric.Name(), q.id, err)
 	}
 	q.fabric = fq
 	return nil
+}
+
+// fabricQueueState is a fabric queue pair's own state beyond the request slots; it
+// belongs to the owner goroutine.
+type fabricQueueState struct {
+	cfg FabricQueueConfig // how the queue was connected, to connect it again
+	// data is each request's data, so that a retry or a command submitted while the
+	// connection was down can be sent (again) with it.
+	data [][]byte
+	// parked: the connection was lost and the controller is being reset; q.fabric is
+	// a parkedQueue that keeps what is submitted until the queue reconnects
+	// (fabricrecovery.go).
+	parked bool
+}
+
+// submitFabric is Submit on a fabric queue: request idx (popped from the top n of the
+// free stack) with its CID set goes to the transport, which sends it at the next Poll.
+func (q *QPair) submitFabric(n int, idx uint16, data []byte, cb Callback, arg any) error {
+	r := &q.reqs[idx]
+	if err := q.fabric.Submit(&r.cmd, data); err != nil {
+		return err
+	}
+	q.free = q.free[:n-1]
+	r.cb, r.arg, r.active, r.placed = cb, arg, true, true
+	r.tick, r.abortTick, r.retries = q.tmo.tick, 0, 0 // timeout.go, retry.go
+	q.fab.data[idx] = data
+	q.active++
+	q.sinceRing++ // sent by the next Poll
+	q.stats.Submitted++
+	return nil
+}
+
+// resendFabric sends request idx again (a retry, retry.go, or a command kept while the
+// connection was down). When the transport refuses it (the connection just failed),
+// the request stays active and the failure handling completes it.
+func (q *QPair) resendFabric(idx uint16) {
+	r := &q.reqs[idx]
+	if err := q.fabric.Submit(&r.cmd, q.fab.data[idx]); err != nil {
+		return
+	}
+	r.placed = true
+	q.active++
+	q.sinceRing++
 }
 
 // fabricCompleter hands a FabricQueue's completions to its QPair.
@@ -312,13 +407,17 @@ func (f *fabricCompleter) Complete(cpl *spec.Completion) {
 		return
 	}
 	q.active--
+	f.n++
+	if q.retry.max > 0 && q.retryOnError(idx, cpl) { // retry.go
+		return
+	}
 	r := &q.reqs[idx]
 	r.active, r.placed = false, false
 	cb, arg := r.cb, r.arg
 	r.cb, r.arg = nil, nil
+	q.fab.data[idx] = nil
 	q.free = append(q.free, idx)
 	q.stats.Completed++
-	f.n++
 	cb.CommandDone(arg, cpl)
 }
 
@@ -348,6 +447,11 @@ func (q *QPair) pollFabric() (int, error) {
 	} else if q.active > 0 {
 		if err := q.idleCheck(); err != nil {
 			return 0, err
+		}
+	}
+	if q.tmo.limit > 0 || len(q.retry.delayed) > 0 { // timeout.go, retry.go
+		if err := q.timeoutPoll(); err != nil {
+			return n, err
 		}
 	}
 	return n, nil

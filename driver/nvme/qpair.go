@@ -110,6 +110,10 @@ type QPair struct {
 	// the memory rings above.
 	fabric    FabricQueue
 	completer fabricCompleter
+	fab       fabricQueueState // fabric.go, fabricrecovery.go
+
+	sqInCMB     bool   // cmb.go: the SQ is in the controller memory buffer
+	cmbFallback string // cmb.go: why it is not, when the CMB holds SQs
 
 	tmo   timeoutState   // timeout.go
 	rcv   reconnectState // recovery.go
@@ -175,7 +179,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	}
 	// Queues and PRP list pages start on a controller memory page boundary.
 	var err error
-	if q.sqMem, err = q.alloc(entries * spec.SQESize); err != nil {
+	if q.sqMem, err = q.allocSQ(entries * spec.SQESize); err != nil { // cmb.go
 		return nil, fmt.Errorf("nvme: allocating SQ %d: %w", id, err)
 	}
 	if q.cqMem, err = q.alloc(entries * spec.CQESize); err != nil {
@@ -234,6 +238,7 @@ func (q *QPair) freeMemory(deviceMayUse bool) {
 		q.ctrl.freeDMA(b, deviceMayUse)
 	}
 	q.raw = nil
+	q.freeSQ(deviceMayUse) // cmb.go
 	q.sqMem, q.cqMem, q.prpMem = bus.Buffer{}, bus.Buffer{}, bus.Buffer{}
 }
 
@@ -282,15 +287,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	r.cid = q.nextCID(r.cid, idx)
 	r.cmd.SetCID(r.cid)
 	if q.fabric != nil {
-		if err := q.fabric.Submit(&r.cmd, data.Bytes); err != nil {
-			return err
-		}
-		q.free = q.free[:n-1]
-		r.cb, r.arg, r.active, r.placed = cb, arg, true, true
-		q.active++
-		q.sinceRing++ // sent by the next Poll
-		q.stats.Submitted++
-		return nil
+		return q.submitFabric(n, idx, data.Bytes, cb, arg) // fabric.go
 	}
 	if err := buildPRPs(&r.cmd, data, r.prp, q.ctrl.pageSize); err != nil {
 		return err
@@ -344,16 +341,16 @@ func (q *QPair) nextCID(prev, idx uint16) uint16 {
 
 // place writes a request's command into the SQ ring at the tail.
 func (q *QPair) place(r *request) {
-	q.writeSQE(q.sqTail, &r.cmd, r.cmd.CDW0, r.cmd.PRP1, r.cmd.PRP2)
+	q.writeSQE(r, &r.cmd)
 	q.placed(r)
 }
 
-// placeFrom is place for a request just built from cmd: the slot is copied from cmd,
-// whose stores have long retired, with r's own CDW0 (CID) and PRPs. Copying r.cmd
-// instead would load it in 16-byte pieces right after the narrow stores that set its
-// CID and PRPs, which the CPU cannot forward: a stall of several ns per command.
+// placeFrom is place for a request just built from cmd: a host-memory slot is copied
+// from cmd, whose stores have long retired, with r's own CDW0 (CID) and PRPs. Copying
+// r.cmd instead would load it in 16-byte pieces right after the narrow stores that set
+// its CID and PRPs, which the CPU cannot forward: a stall of several ns per command.
 func (q *QPair) placeFrom(r *request, cmd *spec.Command) {
-	q.writeSQE(q.sqTail, cmd, r.cmd.CDW0, r.cmd.PRP1, r.cmd.PRP2)
+	q.writeSQE(r, cmd)
 	q.placed(r)
 }
 
@@ -368,16 +365,20 @@ func (q *QPair) placed(r *request) {
 	q.sinceRing++
 }
 
-// writeSQE is the one place a submission queue entry reaches the SQ: entry slot
-// (< q.size) becomes cmd with its CDW0 (opcode and CID), PRP1 and PRP2 replaced by the
-// values given. The SQ is host memory here: one 64-byte copy, then three plain stores;
-// the doorbell store that follows (bus.Store32) orders them before the controller is
-// told. An SQ in device memory (controller memory buffer) needs MMIO-safe stores
-// instead, here.
-func (q *QPair) writeSQE(slot uint32, cmd *spec.Command, cdw0 uint32, prp1, prp2 uint64) {
-	e := &q.sq[slot]
-	*e = *cmd
-	e.CDW0, e.PRP1, e.PRP2 = cdw0, prp1, prp2
+// writeSQE is the one place a submission queue entry reaches the SQ: the slot at the
+// tail becomes r's command. src is r.cmd or the command r.cmd was copied from, which
+// differs from it only in CDW0 (the CID), PRP1 and PRP2. In host memory: one 64-byte
+// copy of src, then plain stores of those three fields from r.cmd; the doorbell store
+// that follows (bus.Store32) orders them before the controller is told. In the
+// controller memory buffer (device memory): r.cmd with plain 8-byte stores (cmb.go).
+func (q *QPair) writeSQE(r *request, src *spec.Command) {
+	if q.sqInCMB {
+		q.placeCMB(r) // cmb.go
+		return
+	}
+	e := &q.sq[q.sqTail]
+	*e = *src
+	e.CDW0, e.PRP1, e.PRP2 = r.cmd.CDW0, r.cmd.PRP1, r.cmd.PRP2
 }
 
 // advanceSQHead takes the SQ head a completion reports. It is valid only between the

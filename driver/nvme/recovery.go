@@ -147,6 +147,9 @@ func (q *QPair) initRecovery() {
 // gives up does Poll return an error.
 func (q *QPair) pollRecovering() (int, error) {
 	c := q.ctrl
+	if c.fabric != nil {
+		return q.pollRecoveringFabric() // fabricrecovery.go
+	}
 	if c.rec.resetting.Load() {
 		return 0, nil // another goroutine is resetting the controller: keep off it
 	}
@@ -292,21 +295,35 @@ func (c *Controller) resetController() error {
 	err := c.guard("resetting the controller", func() error {
 		c.adminMu.Lock()
 		defer c.adminMu.Unlock()
-		cc := spec.CC(c.regs.Read32(spec.RegCC))
-		if cc.EN() {
-			c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+		defer c.holdingAdminLock()() // fabric.go: Property Get/Set under this lock
+		if c.fabric != nil {
+			// fabricrecovery.go: a lost association cannot be disabled; a new one, a
+			// disabled controller, replaces it.
+			if err := c.reconnectAdmin(); err != nil {
+				return err
+			}
+		} else {
+			cc := spec.CC(c.regs.Read32(spec.RegCC))
+			if cc.EN() {
+				c.regs.Write32(spec.RegCC, uint32(cc&^spec.CCEnable))
+			}
+			if err := c.waitReadyOff(); err != nil {
+				return err
+			}
+			if c.cmb.on { // cmb.go: the reset may have cleared CMBMSC
+				if err := c.programCMB(); err != nil {
+					return err
+				}
+			}
+			// The disabled controller dropped the admin queue and any command on it.
+			c.admin.fail(errQueuesLost)
+			c.admin.resetRing()
+			c.admin.failed = nil
+			n := uint16(c.admin.size)
+			c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(n, n)))
+			bus.Write64(c.regs, spec.RegASQ, c.admin.sqMem.Addr)
+			bus.Write64(c.regs, spec.RegACQ, c.admin.cqMem.Addr)
 		}
-		if err := c.waitReadyOff(); err != nil {
-			return err
-		}
-		// The disabled controller dropped the admin queue and any command on it.
-		c.admin.fail(errQueuesLost)
-		c.admin.resetRing()
-		c.admin.failed = nil
-		n := uint16(c.admin.size)
-		c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(n, n)))
-		bus.Write64(c.regs, spec.RegASQ, c.admin.sqMem.Addr)
-		bus.Write64(c.regs, spec.RegACQ, c.admin.cqMem.Addr)
 		c.regs.Write32(spec.RegCC, uint32(spec.MakeCC(true, 0, c.cap.MPSMIN(), spec.CCShutdownNone, spec.SQESizeLog, spec.CQESizeLog)))
 		if err := c.waitReady(true, "re-enabling the controller after a reset"); err != nil {
 			return err
@@ -333,6 +350,10 @@ func (c *Controller) reidentify() error {
 	var id spec.IdentifyController
 	if err := c.identifyInto(spec.CNSController, 0, unsafe.Pointer(&id)); err != nil {
 		return err
+	}
+	if got, was := id.SubsystemNQN(), c.ident.SubsystemNQN(); got != was || c.inCapsuleDataOf(&id) != c.inCapsuleData() {
+		return fmt.Errorf("nvme: after the reset the controller is another one (subsystem %q, in-capsule data %d bytes; was %q, %d)",
+			got, c.inCapsuleDataOf(&id), was, c.inCapsuleData())
 	}
 	if id.MDTS != c.ident.MDTS || id.SQES != c.ident.SQES || id.CQES != c.ident.CQES {
 		return fmt.Errorf("nvme: after the reset the controller reports other limits (MDTS %d, SQES %#x, CQES %#x; was %d, %#x, %#x)",

@@ -80,6 +80,10 @@ func (q *QPair) resubmit(idx uint16) {
 	r.cid = q.nextCID(r.cid, idx)
 	r.cmd.SetCID(r.cid)
 	r.tick, r.abortTick = q.tmo.tick, 0
+	if q.fabric != nil {
+		q.resendFabric(idx) // fabric.go
+		return
+	}
 	if q.swqCount > 0 || !q.roomInSQ() {
 		q.swq[(q.swqHead+q.swqCount)%len(q.swq)] = idx
 		q.swqCount++

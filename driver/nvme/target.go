@@ -28,6 +28,8 @@ func NewTarget(ns *Namespace, info target.Info, onClose func() error) *Namespace
 	info.LBASize = ns.sectorSize
 	info.Capacity = ns.Capacity()
 	info.MaxTransfer = uint32(ns.ctrl.maxTransfer)
+	cmb := ns.ctrl.CMB() // cmb.go
+	info.CMB, info.SQInCMB = cmb.Size, cmb.SQs
 	return &NamespaceTarget{ns: ns, info: info, onClose: onClose}
 }
 
@@ -225,6 +227,7 @@ func (q *nsQueue) TransportStats() target.QueueStats {
 		Polls: q.polls, IdlePolls: q.idlePolls, Completions: s.Completed, Submitted: s.Submitted,
 		SQDoorbells: s.SQDoorbells, CQDoorbells: s.CQDoorbells, Queued: s.SoftQueued,
 		SQShadowUpdates: s.SQShadowUpdates, CQShadowUpdates: s.CQShadowUpdates, ShadowSkips: s.ShadowSkips,
+		SQInCMB: b2u(q.qp.SQInCMB()), // cmb.go
 	}
 }
 

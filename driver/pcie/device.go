@@ -23,6 +23,7 @@ type Device struct {
 	dma    *arena
 	cfg    *os.File       // PCI config space: the VFIO config region or sysfs config
 	cfgOff int64          // where config space starts in cfg
+	vfio   *os.File       // the VFIO device, for mapping more BARs (cmb.go); nil under UIO
 	close  []func() error // undo steps, run last first
 }
 

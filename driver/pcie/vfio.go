@@ -130,6 +130,9 @@ func openVFIO(c Controller) (*Device, error) {
 	if !reported {
 		ranges = legacyIOVAWindow
 	}
+	if bars, err := readBARs(c.Address); err == nil { // cmb.go: no IOVA may alias a BAR
+		ranges = excludeBARs(ranges, bars)
+	}
 	iova, err := newIOVASpace(ranges)
 	if err != nil {
 		return d.fail(fmt.Errorf("pcie: %s: %w", c.Address, err))
@@ -145,6 +148,7 @@ func openVFIO(c Controller) (*Device, error) {
 	}
 	dev := os.NewFile(fd, "vfio-device "+c.Address)
 	d.onClose(dev.Close)
+	d.vfio = dev
 
 	info := vfioDeviceInfo{Argsz: uint32(unsafe.Sizeof(vfioDeviceInfo{}))}
 	if _, err := ioctl(dev.Fd(), vfioDeviceGetInfo, unsafe.Pointer(&info)); err != nil {

@@ -176,8 +176,8 @@ func (c *Controller) createCQ(cmd *spec.Command) spec.Status {
 	if st := c.checkNewQueue(cmd, exists); st != spec.StatusSuccess {
 		return st
 	}
-	if c.newCQ(qid, queueSize(cmd), cmd.PRP1) == nil {
-		return generic(spec.SCInvalidField) // base address outside host memory
+	if _, st := c.newCQStatus(qid, queueSize(cmd), cmd.PRP1); st != spec.StatusSuccess {
+		return st // base address outside host memory, or a misuse of the CMB
 	}
 	return spec.StatusSuccess
 }
@@ -192,8 +192,8 @@ func (c *Controller) createSQ(cmd *spec.Command) spec.Status {
 	if cqid == 0 || int(cqid) >= len(c.cqs) || c.cqs[cqid] == nil {
 		return specific(spec.SCCompletionQueueInvalid)
 	}
-	if c.newSQ(qid, queueSize(cmd), cmd.PRP1, c.cqs[cqid]) == nil {
-		return generic(spec.SCInvalidField)
+	if _, st := c.newSQStatus(qid, queueSize(cmd), cmd.PRP1, c.cqs[cqid]); st != spec.StatusSuccess {
+		return st
 	}
 	return spec.StatusSuccess
 }

@@ -78,6 +78,9 @@ type Config struct {
 	ShutdownDelay time.Duration // time from CC.SHN to CSTS.SHST complete (shndelay)
 	// ShadowDoorbell offers Doorbell Buffer Config (OACS bit 8) and honours it (shadowdb)
 	ShadowDoorbell bool
+	// CMB is the size in bytes of a controller memory buffer that can hold I/O
+	// submission queues (cmb; cmb.go), 0 for none: a multiple of 4 KiB up to 1 GiB.
+	CMB uint64
 }
 
 // DefaultConfig is one 1 GiB namespace of 4 KiB blocks on a null-model controller with
@@ -119,6 +122,7 @@ const (
 	maxDSTRD      = 8 // doorbells 1 KiB apart; enough to find any stride bug
 	maxMPSMIN     = 4 // 64 KiB pages
 	maxShutdown   = 5 * time.Minute
+	maxCMB        = 1 << 30
 )
 
 // ParseOptions builds a Config from DefaultConfig and transport ID keys (lower case).
@@ -284,6 +288,12 @@ func (cfg *Config) set(key, val string) error {
 		default:
 			cfg.ShadowDoorbell = b
 		}
+	case "cmb":
+		n, err := ParseSize(val)
+		if err != nil || n%4096 != 0 || n > maxCMB {
+			return badValue(key, val, "a size in bytes with optional suffix k, m or g: a multiple of 4k up to 1g, 0 = no controller memory buffer")
+		}
+		cfg.CMB = n
 	case "rtd3e":
 		d, err := time.ParseDuration(val)
 		if err != nil || d < 0 || d > time.Duration(^uint32(0))*time.Microsecond {
@@ -312,7 +322,7 @@ func (cfg *Config) set(key, val string) error {
 			return badValue(key, val, "thread (a device thread polls the doorbells) or inline (the doorbell write runs the model on the worker's thread)")
 		}
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore, mode)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, shadowdb, cmb, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore, mode)", key)
 	}
 	return nil
 }
@@ -346,6 +356,8 @@ func (cfg *Config) Validate() error {
 		return fmt.Errorf("sim: MPSMIN %d is not accepted (want 0 to %d)", cfg.MPSMIN, maxMPSMIN)
 	case cfg.ShutdownDelay < 0 || cfg.ShutdownDelay > maxShutdown:
 		return fmt.Errorf("sim: ShutdownDelay %v is not accepted (want 0 to %v)", cfg.ShutdownDelay, maxShutdown)
+	case cfg.CMB%4096 != 0 || cfg.CMB > maxCMB:
+		return fmt.Errorf("sim: CMB %d is not accepted (want a multiple of 4096 up to %d)", cfg.CMB, maxCMB)
 	}
 	if err := cfg.Format.validate(); err != nil {
 		return err

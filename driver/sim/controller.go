@@ -51,6 +51,7 @@ type Stats struct {
 	Resets           uint64 // CC.EN 1 -> 0 transitions
 	StoreBytes       uint64 // bytes of written data the store holds now
 	Violations       uint64 // spec violations by the host (see Violations)
+	CMBSQs           uint64 // I/O submission queues created in the controller memory buffer (cmb.go)
 }
 
 type statCounters struct {
@@ -116,6 +117,7 @@ type Controller struct {
 	removed     bool        // Remove was called: BAR0 is inaccessible
 
 	rec recoveryState // held commands and recovery counters (recovery.go)
+	cmb cmbState      // controller memory buffer (cmb.go)
 	db  dbbuf         // shadow doorbell buffers (shadowdb.go)
 }
 
@@ -172,6 +174,11 @@ func New(cfg Config) (*Controller, error) {
 	mpsmax := max(cfg.MPSMIN, maxMPSMIN)
 	regs.Write64(spec.RegCAP, uint64(spec.MakeCAP(cfg.MQES, true, cfg.Timeout, cfg.DSTRD, 1, cfg.MPSMIN, mpsmax)))
 	regs.Write32(spec.RegVS, uint32(spec.MakeVS(1, 4, 0)))
+	if err := c.initCMB(); err != nil { // cmb.go
+		c.releaseMemory()
+		return nil, err
+	}
+	c.dma.bars = c.MapBAR
 	hostRegs.SetObserver(hostView{c})
 	c.dma.queueFree = c.queueMemoryFreed
 	if cfg.Inline {
@@ -244,6 +251,7 @@ func (c *Controller) Stats() Stats {
 		CQFullStalls:     c.stats.cqFullStalls.Load(),
 		Resets:           c.stats.resets.Load(),
 		Violations:       c.violations.total.Load(),
+		CMBSQs:           c.cmb.sqs.Load(),
 	}
 	for _, ns := range c.namespaces {
 		s.StoreBytes += uint64(ns.stored.Load()) * storePage
@@ -303,7 +311,7 @@ func (c *Controller) stopDevice() {
 }
 
 func (c *Controller) releaseMemory() error {
-	errs := []error{c.dma.closeAll()}
+	errs := []error{c.dma.closeAll(), c.releaseCMB()}
 	for _, ns := range c.namespaces {
 		errs = append(errs, ns.close())
 	}
@@ -546,6 +554,7 @@ func (c *Controller) enable(cc spec.CC) {
 func (c *Controller) reset() {
 	c.stats.resets.Add(1)
 	c.dropQueues()
+	c.resetCMB() // cmb.go
 	c.enabled = false
 	c.readyAt = 0
 	c.shutdownAt = 0
@@ -585,17 +594,22 @@ func (c *Controller) dropQueues() {
 // newCQ sets up completion queue id over device memory at addr, or returns nil when the
 // memory is not all inside one DMA region.
 func (c *Controller) newCQ(id uint16, size uint32, addr uint64) *completionQueue {
-	r, ok := c.dma.lookup(addr, uint64(size)*spec.CQESize)
-	if !ok {
-		return nil
+	cq, _ := c.newCQStatus(id, size, addr)
+	return cq
+}
+
+// newCQStatus is newCQ with the status a Create I/O CQ answers when it fails.
+func (c *Controller) newCQStatus(id uint16, size uint32, addr uint64) (*completionQueue, spec.Status) {
+	ring, pin, st := c.queueMemory(addr, uint64(size)*spec.CQESize, false, id) // cmb.go
+	if st != spec.StatusSuccess {
+		return nil, st
 	}
-	off := addr - r.addr
 	cq := &completionQueue{}
-	cq.id, cq.size, cq.ring = id, size, r.mem[off:off+uint64(size)*spec.CQESize]
-	cq.headDB, cq.phase, cq.pin = c.regs.Reg32(spec.CQHeadDoorbell(id, c.cfg.DSTRD)), 1, r.queues
+	cq.id, cq.size, cq.ring = id, size, ring
+	cq.headDB, cq.phase, cq.pin = c.regs.Reg32(spec.CQHeadDoorbell(id, c.cfg.DSTRD)), 1, pin
 	c.regs.Write32(spec.CQHeadDoorbell(id, c.cfg.DSTRD), 0)
 	c.shadowCQ(cq) // shadowdb.go
-	r.queues.Add(1)
+	pin.Add(1)
 	c.cqs[id] = cq
 	// Room for every completion this CQ can ever have pending, so the heap never grows
 	// on the I/O path.
@@ -610,26 +624,33 @@ func (c *Controller) newCQ(id uint16, size uint32, addr uint64) *completionQueue
 		copy(t, c.timers)
 		c.timers = t
 	}
-	return cq
+	return cq, spec.StatusSuccess
 }
 
 func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQueue) *submissionQueue {
+	sq, _ := c.newSQStatus(id, size, addr, cq)
+	return sq
+}
+
+// newSQStatus is newSQ with the status a Create I/O SQ answers when it fails.
+func (c *Controller) newSQStatus(id uint16, size uint32, addr uint64, cq *completionQueue) (*submissionQueue, spec.Status) {
 	if cq == nil {
-		return nil
+		return nil, generic(spec.SCInvalidField)
 	}
 	if c.inline && cq.sqs > 0 {
 		// Inline, each SQ is serviced by the thread ringing it, and a CQ is written by
 		// the thread servicing its SQs: two SQs on one CQ could be two writers.
-		return nil
+		return nil, generic(spec.SCInvalidField)
 	}
-	r, ok := c.dma.lookup(addr, uint64(size)*spec.SQESize)
-	if !ok {
-		return nil
+	// The ring may be in host memory or in the controller memory buffer (cmb.go): the
+	// commands are fetched from wherever it is.
+	ring, pin, st := c.queueMemory(addr, uint64(size)*spec.SQESize, true, id)
+	if st != spec.StatusSuccess {
+		return nil, st
 	}
-	off := addr - r.addr
 	sq := &submissionQueue{}
-	sq.id, sq.size, sq.ring = id, size, r.mem[off:off+uint64(size)*spec.SQESize]
-	sq.tailDB, sq.cq, sq.pin = c.regs.Reg32(spec.SQTailDoorbell(id, c.cfg.DSTRD)), cq, r.queues
+	sq.id, sq.size, sq.ring = id, size, ring
+	sq.tailDB, sq.cq, sq.pin = c.regs.Reg32(spec.SQTailDoorbell(id, c.cfg.DSTRD)), cq, pin
 	if id != 0 {
 		// The I/O path's working memory, per queue: sized for common transfers (a larger
 		// one grows segs once), never allocated per command.
@@ -641,11 +662,11 @@ func (c *Controller) newSQ(id uint16, size uint32, addr uint64, cq *completionQu
 	}
 	c.regs.Write32(spec.SQTailDoorbell(id, c.cfg.DSTRD), 0)
 	c.shadowSQ(sq) // shadowdb.go
-	r.queues.Add(1)
+	pin.Add(1)
 	cq.sqs++
 	c.sqs[id] = sq
 	c.active = append(c.active, sq)
-	return sq
+	return sq, spec.StatusSuccess
 }
 
 // fetchBurst bounds one pass over an SQ: its completions are posted together at the end

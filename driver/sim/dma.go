@@ -44,6 +44,17 @@ type dmaSpace struct {
 	// queueFree, when set, decides a Free of memory that holds a device queue (it
 	// records the violation); without it such a Free is refused.
 	queueFree func(addr uint64, pin *atomic.Int32) bool
+	// bars maps the controller's other BARs (Controller.MapBAR), so that a host handed
+	// only the Allocator finds the controller memory buffer.
+	bars func(index int) (bus.Buffer, error)
+}
+
+// MapBAR implements bus.BARMapper for the controller this memory belongs to.
+func (d *dmaSpace) MapBAR(index int) (bus.Buffer, error) {
+	if d.bars == nil {
+		return bus.Buffer{}, fmt.Errorf("sim: BAR %d is not implemented", index)
+	}
+	return d.bars(index)
 }
 
 func newDMASpace() *dmaSpace {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -295,27 +296,42 @@ func TestNANDModelLatencyAndParallelism(t *testing.T) {
 		return el / time.Duration(total), latSum / time.Duration(total)
 	}
 
-	_, lat1 := measure(1, 10)
-	if lat1 < cfg.NAND.ReadLatency || lat1 > 2*cfg.NAND.ReadLatency {
-		t.Errorf("QD1 read latency %v, want about %v", lat1, cfg.NAND.ReadLatency)
+	// The floors are the model's promises and must hold on every attempt. The ceilings
+	// (latency near the model's, die parallelism visible) depend on the scheduler: a
+	// loaded machine can stall the device thread for tens of milliseconds, so they need
+	// to hold on one of a few attempts.
+	var ceilingErrs []string
+	for attempt := 1; attempt <= 3; attempt++ {
+		ceilingErrs = ceilingErrs[:0]
+		_, lat1 := measure(1, 10)
+		if lat1 < cfg.NAND.ReadLatency {
+			t.Fatalf("QD1 read latency %v is below the model's %v", lat1, cfg.NAND.ReadLatency)
+		}
+		if lat1 > 2*cfg.NAND.ReadLatency {
+			ceilingErrs = append(ceilingErrs, fmt.Sprintf("QD1 read latency %v, want about %v", lat1, cfg.NAND.ReadLatency))
+		}
+		per4, _ := measure(4, 40)
+		if floor := cfg.NAND.ReadLatency / 4; per4 < floor {
+			t.Fatalf("QD4 time per read %v is below the model's floor %v (4 dies)", per4, floor)
+		}
+		if per4 > lat1/2 {
+			ceilingErrs = append(ceilingErrs, fmt.Sprintf("QD4 time per read %v vs QD1 latency %v: die parallelism not visible", per4, lat1))
+		}
+		// Deeper than the dies: throughput stays capped, latency grows.
+		per16, lat16 := measure(16, 48)
+		t.Logf("attempt %d: QD1 latency %v; QD4 %v per read (%.0f IOPS); QD16 %v per read, latency %v; model cap %.0f IOPS",
+			attempt, lat1, per4, float64(time.Second)/float64(per4), per16, lat16, 4/cfg.NAND.ReadLatency.Seconds())
+		if floor := cfg.NAND.ReadLatency / 4; per16 < floor {
+			t.Fatalf("QD16 time per read %v beats the 4-die floor %v", per16, floor)
+		}
+		if lat16 < 3*cfg.NAND.ReadLatency {
+			t.Fatalf("QD16 latency %v did not climb above 3× the read latency on 4 dies", lat16)
+		}
+		if len(ceilingErrs) == 0 {
+			return
+		}
 	}
-	per4, _ := measure(4, 40)
-	if floor := cfg.NAND.ReadLatency / 4; per4 < floor {
-		t.Errorf("QD4 time per read %v is below the model's floor %v (4 dies)", per4, floor)
-	}
-	if per4 > lat1/2 {
-		t.Errorf("QD4 time per read %v vs QD1 latency %v: die parallelism not visible", per4, lat1)
-	}
-	// Deeper than the dies: throughput stays capped, latency grows.
-	per16, lat16 := measure(16, 48)
-	t.Logf("QD1 latency %v; QD4 %v per read (%.0f IOPS); QD16 %v per read, latency %v; model cap %.0f IOPS",
-		lat1, per4, float64(time.Second)/float64(per4), per16, lat16, 4/cfg.NAND.ReadLatency.Seconds())
-	if floor := cfg.NAND.ReadLatency / 4; per16 < floor {
-		t.Errorf("QD16 time per read %v beats the 4-die floor %v", per16, floor)
-	}
-	if lat16 < 3*cfg.NAND.ReadLatency {
-		t.Errorf("QD16 latency %v did not climb above 3× the read latency on 4 dies", lat16)
-	}
+	t.Errorf("on every attempt: %s", strings.Join(ceilingErrs, "; "))
 }
 
 func TestNANDWriteCacheThrottles(t *testing.T) {

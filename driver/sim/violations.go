@@ -34,6 +34,10 @@ const (
 	// ViolationTeardown is freeing memory that holds a live queue of an enabled
 	// controller (the host must disable the controller, or delete the queue, first).
 	ViolationTeardown
+	// ViolationCMB is a queue the controller memory buffer must not hold (cmb.go): in
+	// the CMB's BAR while CMBMSC.CMSE is clear, running past the CMB's end, or a
+	// completion queue when CMBSZ.CQS is clear.
+	ViolationCMB
 	numViolations
 )
 
@@ -45,6 +49,7 @@ var violationNames = [numViolations]string{
 	"PRP not as the spec allows",
 	"bad queue or page configuration",
 	"DMA memory freed while the controller could use it",
+	"controller memory buffer misuse",
 }
 
 func (v Violation) String() string {

@@ -16,6 +16,8 @@ const (
 	RegACQ    = 0x30 // Admin Completion Queue Base Address, 64-bit
 	RegCMBLOC = 0x38 // Controller Memory Buffer Location
 	RegCMBSZ  = 0x3C // Controller Memory Buffer Size
+	RegCMBMSC = 0x50 // Controller Memory Buffer Memory Space Control, 64-bit (NVMe 1.4)
+	RegCMBSTS = 0x58 // Controller Memory Buffer Status (NVMe 1.4)
 
 	// RegDoorbellBase is where the doorbell array starts; each queue has an SQ tail and a
 	// CQ head doorbell, DoorbellStride(CAP.DSTRD) bytes apart.
@@ -61,6 +63,14 @@ func (c CAP) MPSMIN() uint8 { return uint8(c>>48) & 0xF }
 
 // MPSMAX is Memory Page Size Maximum: 2^(12+MPSMAX) (bits 55:52).
 func (c CAP) MPSMAX() uint8 { return uint8(c>>52) & 0xF }
+
+// CMBS is Controller Memory Buffer Supported (bit 57): the controller uses the NVMe
+// 1.4 CMB scheme, where the host enables CMBLOC/CMBSZ and the CMB's address decoding
+// through CMBMSC.
+func (c CAP) CMBS() bool { return c>>57&1 == 1 }
+
+// CAPCMBS is the CMBS bit, for controller models.
+const CAPCMBS CAP = 1 << 57
 
 // MakeCAP assembles a CAP value; used by controller models.
 func MakeCAP(mqes uint16, cqr bool, to uint8, dstrd uint8, css uint8, mpsmin, mpsmax uint8) CAP {
@@ -191,21 +201,88 @@ func (a AQA) ACQS() uint16 { return uint16(a>>16&0xFFF) + 1 }
 
 func (a AQA) String() string { return fmt.Sprintf("AQA{ASQS:%d ACQS:%d}", a.ASQS(), a.ACQS()) }
 
-// CMBSZ is the Controller Memory Buffer Size register (offset 0x3C). nvmeperf reads it
-// for reporting only; queues and data always live in host memory.
+// CMBSZ is the Controller Memory Buffer Size register (offset 3Ch; NVMe Base 2.0,
+// section 3.1.4.12). Under the NVMe 1.4 scheme (CAP.CMBS) it reads as zero until the
+// host sets CMBMSC.CRE.
 type CMBSZ uint32
 
-// Size is the CMB size in bytes (SZ × size unit), 0 when there is no CMB.
-func (c CMBSZ) Size() uint64 {
-	szu := uint64(c>>8) & 0xF
-	return uint64(c>>12) * (4096 << (4 * szu))
+// CMBSZ support bits.
+const (
+	CMBSZSQS   CMBSZ = 1 << 0 // Submission Queue Support
+	CMBSZCQS   CMBSZ = 1 << 1 // Completion Queue Support
+	CMBSZLISTS CMBSZ = 1 << 2 // PRP SGL List Support
+	CMBSZRDS   CMBSZ = 1 << 3 // Read Data Support
+	CMBSZWDS   CMBSZ = 1 << 4 // Write Data Support
+)
+
+// MakeCMBSZ builds CMBSZ: size in units of 4 KiB << (4 × szu), with the support bits.
+func MakeCMBSZ(support CMBSZ, szu uint8, size uint32) CMBSZ {
+	return support&0x1F | CMBSZ(szu&0xF)<<8 | CMBSZ(size)<<12
 }
 
-// CMBLOC is the Controller Memory Buffer Location register (offset 0x38).
+// SQS reports whether I/O submission queues may live in the CMB.
+func (c CMBSZ) SQS() bool { return c&CMBSZSQS != 0 }
+
+// CQS reports whether I/O completion queues may live in the CMB.
+func (c CMBSZ) CQS() bool { return c&CMBSZCQS != 0 }
+
+// Unit is the size unit in bytes (SZU: 4 KiB << (4 × SZU)); 0 for reserved SZU values.
+func (c CMBSZ) Unit() uint64 {
+	szu := uint64(c>>8) & 0xF
+	if szu > 6 {
+		return 0
+	}
+	return 4096 << (4 * szu)
+}
+
+// Size is the CMB size in bytes (SZ × size unit), 0 when there is no CMB.
+func (c CMBSZ) Size() uint64 { return uint64(c>>12) * c.Unit() }
+
+func (c CMBSZ) String() string {
+	return fmt.Sprintf("CMBSZ{SZ:%d bytes SQS:%t CQS:%t LISTS:%t RDS:%t WDS:%t}",
+		c.Size(), c.SQS(), c.CQS(), c&CMBSZLISTS != 0, c&CMBSZRDS != 0, c&CMBSZWDS != 0)
+}
+
+// CMBLOC is the Controller Memory Buffer Location register (offset 38h; NVMe Base 2.0,
+// section 3.1.4.11).
 type CMBLOC uint32
+
+// MakeCMBLOC places the CMB at offset ofst (in CMBSZ units) of BAR bir.
+func MakeCMBLOC(bir uint8, ofst uint32) CMBLOC { return CMBLOC(bir&0x7) | CMBLOC(ofst)<<12 }
 
 // BIR is the BAR indicator register holding the CMB.
 func (c CMBLOC) BIR() uint8 { return uint8(c) & 0x7 }
 
 // OFST is the offset of the CMB in its BAR, in CMBSZ size units.
 func (c CMBLOC) OFST() uint32 { return uint32(c) >> 12 }
+
+// CMBMSC is the Controller Memory Buffer Memory Space Control register (offset 50h,
+// 64-bit; NVMe Base 2.0, section 3.1.4.13), used when CAP.CMBS is set.
+type CMBMSC uint64
+
+// CMBMSC bits.
+const (
+	CMBMSCCRE  CMBMSC = 1 << 0 // Capabilities Registers Enabled: CMBLOC and CMBSZ read as the CMB
+	CMBMSCCMSE CMBMSC = 1 << 1 // Controller Memory Space Enable: the controller decodes CBA
+)
+
+// MakeCMBMSC enables the registers and the memory space at controller base address
+// cba (4 KiB aligned; its low bits are dropped).
+func MakeCMBMSC(cba uint64) CMBMSC { return CMBMSC(cba&^0xFFF) | CMBMSCCRE | CMBMSCCMSE }
+
+// CRE reports Capabilities Registers Enabled.
+func (c CMBMSC) CRE() bool { return c&CMBMSCCRE != 0 }
+
+// CMSE reports Controller Memory Space Enable.
+func (c CMBMSC) CMSE() bool { return c&CMBMSCCMSE != 0 }
+
+// CBA is the Controller Base Address: the address at which the controller takes
+// queue and data pointers to be in the CMB.
+func (c CMBMSC) CBA() uint64 { return uint64(c) &^ 0xFFF }
+
+// CMBSTS is the Controller Memory Buffer Status register (offset 58h).
+type CMBSTS uint32
+
+// CBAI is Controller Base Address Invalid: the CBA written to CMBMSC cannot be used
+// (the CMB would wrap past the top of the address space).
+func (c CMBSTS) CBAI() bool { return c&1 != 0 }

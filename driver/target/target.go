@@ -42,6 +42,10 @@ type Info struct {
 	LBASize     uint32 // logical block size in bytes
 	Capacity    uint64 // bytes
 	MaxTransfer uint32 // largest transfer of one command in bytes (larger I/O is split); 0 when unlimited or unknown
+	// CMB is the size in bytes of the controller memory buffer (PCIe), 0 when none;
+	// SQInCMB says the I/O submission queues are placed in it.
+	CMB     uint64
+	SQInCMB bool
 }
 
 // DoorbellMode says when a queue tells the device about new submissions.
@@ -113,6 +117,9 @@ type QueueStats struct {
 	SQShadowUpdates uint64
 	CQShadowUpdates uint64
 	ShadowSkips     uint64
+	// SQInCMB counts the queue pairs whose submission queue is in the controller memory
+	// buffer (PCIe CMB, spdk_nvme_perf's default; -D keeps them in host memory).
+	SQInCMB uint64
 }
 
 // Add accumulates o into s (a job's queue pairs sum into one record).
@@ -127,6 +134,7 @@ func (s *QueueStats) Add(o QueueStats) {
 	s.SQShadowUpdates += o.SQShadowUpdates
 	s.CQShadowUpdates += o.CQShadowUpdates
 	s.ShadowSkips += o.ShadowSkips
+	s.SQInCMB += o.SQInCMB
 }
 
 // StatsQueue is implemented by queues that count transport events (the userspace NVMe

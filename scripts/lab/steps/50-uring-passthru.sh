@@ -3,7 +3,8 @@
 # namespace through io_uring as a block device ($LAB_BLK, /dev/nvmeXnY) and through
 # NVMe passthrough on its generic character device ($LAB_NG, /dev/ngXnY): random
 # reads and writes, a write-then-check verify run and a read-only verify pass through
-# passthrough, and a JSON run that must report status ok.
+# passthrough, a JSON run that must report status ok, and the controller's SMART /
+# Health log before and after write runs (admin passthrough on /dev/nvmeX).
 # POSIX sh for busybox; exits non-zero at the first failure, saying why.
 set -u
 
@@ -78,5 +79,29 @@ grep -q 'io_uring-passthru' "$OUT/ng-json.out" ||
 step blk-json -q 32 -o 4096 -w randread -t "$T" --output-format json "$LAB_BLK"
 grep -Eq '"status": *"ok"' "$OUT/blk-json.out" ||
 	fail "blk-json: the JSON report's status is not ok: $(grep -E '"(status|error)"' "$OUT/blk-json.out" | head -n 2)"
+
+# Health (issue 13): a write run on the block device and on the generic device reports
+# the SMART / Health log of the controller behind it, read through admin passthrough on
+# /dev/nvmeX before and after; the difference counts the run's writes.
+# diffkey FILE KEY: KEY's value in the first health entry's "difference" object.
+diffkey() {
+	awk -v k="\"$2\":" '/"difference": \{/ { d = 1 } d && $1 == k { gsub(/[^0-9]/, "", $2); print $2; exit }' "$1"
+}
+for dev in "$LAB_BLK" "$LAB_NG"; do
+	name=health-$(basename "$dev")
+	step "$name" -q 16 -o 4096 -w randwrite -d 2000 -t 60 $W --output-format json "$dev"
+	f=$OUT/$name.out
+	grep -Eq '"device": *"/dev/nvme[0-9]+"' "$f" && grep -Eq '"before": *\{' "$f" && grep -Eq '"after": *\{' "$f" ||
+		fail "$name: no health entry with before and after for the controller behind $dev: $(grep -A 3 '"health"' "$f" | tr -d '\n')"
+	grep -q '"error": *".*run' "$f" && fail "$name: health error: $(grep '"error"' "$f")"
+	cmds=$(diffkey "$f" host_write_commands)
+	units=$(diffkey "$f" data_units_written)
+	info "$name: the controller counted $cmds write commands and $units data units written"
+	[ "${cmds:-0}" -ge 2000 ] && [ "${units:-0}" -ge 1 ] ||
+		fail "$name: health difference has $cmds host write commands and $units data units written; want at least 2000 and 1"
+done
+step health-text -q 16 -o 4096 -w randwrite -d 500 -t 60 $W --health "$LAB_BLK"
+grep -Eq '^Health of /dev/nvme[0-9]+ over the run: .* [0-9]+ written' "$OUT/health-text.out" ||
+	fail "health-text: --health printed no health line: $(tail -n 3 "$OUT/health-text.out")"
 
 pass "io_uring on $LAB_BLK and passthrough on $LAB_NG"
