@@ -20,7 +20,11 @@
 # Targets (issue 14): inline >= 4x fio's IOPS, threaded >= 2x.
 #
 # Environment: SECONDS_EACH (default 5), RUNS (3), DEPTH (128), CORE (0),
-#   NVMEPERF (default: built from this checkout into a temp dir).
+#   NVMEPERF (default: built from this checkout into a temp dir),
+#   NVMEPERF_BASE (optional: an earlier build; its inline and threaded rows run
+#   alternately with NVMEPERF's, run by run, for a same-run before/after comparison).
+# The load average is printed before each tool: IOPS on a shared machine follow the
+# share of a core a run gets, so compare ratios from one run of the script.
 set -eu
 
 SECONDS_EACH=${SECONDS_EACH:-5}
@@ -62,9 +66,9 @@ print(r["iops"], (u + s) * 1e9 / r["total_ios"] if r["total_ios"] else 0, "-")
 PY
 }
 
-np_once() { # trid
+np_once() { # trid [binary]
 	/usr/bin/time -f '%U %S' -o "$work/np.time" \
-		"$NVMEPERF" -q "$DEPTH" -o 4096 -w randread -t "$SECONDS_EACH" -c "[$CORE]" -r "$1" --quiet \
+		"${2:-$NVMEPERF}" -q "$DEPTH" -o 4096 -w randread -t "$SECONDS_EACH" -c "[$CORE]" -r "$1" --quiet \
 		--output-format json --output "$work/np.json" || die "nvmeperf -r '$1' failed"
 	python3 - "$work/np.json" "$work/np.time" <<'PY' || die "nvmeperf -r '$1': no usable JSON report"
 import json, sys
@@ -97,6 +101,35 @@ row() { # label "IOPS PROC WORKER" fio_iops
 		"$(echo "$2" | cut -d' ' -f2)" "$(echo "$2" | awk '{ if ($3 == "-") print "-"; else printf "%.1f", $3 }')"
 }
 printf '%-40s %12s %8s %14s %14s\n' tool IOPS "x fio" "process ns/IO" "worker ns/IO"
+load() { echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+# best_ab TRID: best of RUNS for NVMEPERF_BASE and NVMEPERF, alternating run by run;
+# prints the base's best line, then the current one's.
+best_ab() {
+	b="" n=""
+	i=0
+	while [ "$i" -lt "$RUNS" ]; do
+		l=$(np_once "$1" "$NVMEPERF_BASE") || return 1
+		b=$(printf '%s\n%s\n' "$b" "$l" | sort -g -r -k1,1 | head -n 1)
+		l=$(np_once "$1") || return 1
+		n=$(printf '%s\n%s\n' "$n" "$l" | sort -g -r -k1,1 | head -n 1)
+		i=$((i + 1))
+	done
+	echo "$b"
+	echo "$n"
+}
+
+# np_rows LABEL TRID FIO_IOPS: the row (and the base's row before it, when asked).
+np_rows() {
+	if [ -n "${NVMEPERF_BASE:-}" ]; then
+		ab=$(best_ab "$2") || die "nvmeperf -r '$2' failed"
+		row "$1 [base]" "$(echo "$ab" | head -n 1)" "$3"
+		row "$1" "$(echo "$ab" | tail -n 1)" "$3"
+	else
+		row "$1" "$(best_of np_once "$2")" "$3"
+	fi
+}
+load
 
 f=$(best_of fio_once)
 fio_iops=$(echo "$f" | cut -d' ' -f1)
@@ -106,11 +139,13 @@ row "fio --ioengine=null" "$f" "$fio_iops"
 inline='trtype:sim model:null store:discard mode:inline'
 if "$NVMEPERF" -q 1 -o 4096 -w randread -d 100 -t 5 -r "$inline" --quiet --output-format json \
 	--output "$work/inline.json" >/dev/null 2>"$work/inline.err"; then
-	row "nvmeperf sim null, inline (one core)" "$(best_of np_once "$inline")" "$fio_iops"
+	load
+	np_rows "nvmeperf sim null, inline (one core)" "$inline" "$fio_iops"
 else
 	printf '%-40s skipped: the simulator refused mode:inline (%s)\n' \
 		"nvmeperf sim null, inline (one core)" "$(head -n1 "$work/inline.err" | cut -c1-100)"
 fi
 
-row "nvmeperf sim null, threaded" "$(best_of np_once 'trtype:sim model:null store:discard')" "$fio_iops"
+load
+np_rows "nvmeperf sim null, threaded" 'trtype:sim model:null store:discard' "$fio_iops"
 echo "targets: inline >= 4x fio, threaded >= 2x fio (process ns/IO of threaded includes the simulator's device thread)"

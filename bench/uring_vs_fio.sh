@@ -5,6 +5,10 @@
 # process, from /usr/bin/time, over the whole run) for both, nvmeperf's own worker-thread
 # CPU per I/O from its JSON (measured phase only), and nvmeperf's ratio to fio.
 # Goals (issue 14): IOPS >= 1.0x fio's at QD 1, 32 and 128; CPU per I/O <= 0.7x fio's.
+# nvmeperf registers the file and its buffers; fio does not by default, so fio also runs
+# with --registerfiles --fixedbufs ("fio-fixed") and the ratios against both are shown.
+# The load average is printed before each depth: on a shared machine compare only
+# ratios from one run of the script.
 #
 # Environment:
 #   BENCH_FILE  the 1 GiB test file (default /var/tmp/nvmeperf-bench/uring_vs_fio.dat);
@@ -15,6 +19,9 @@
 #   SECONDS_EACH seconds per run (default 10)
 #   CORE        CPU both tools are pinned to (default 0)
 #   SKIP_NVMEPERF=1  run only the fio half (while the CLI cannot take a file yet)
+#   FIO_FIXED   0 to skip the fio --registerfiles --fixedbufs rows (default 1)
+#   NVMEPERF_BASE  a second nvmeperf binary (an earlier build) to run alternately with
+#               NVMEPERF, row "np-base": a same-run before/after comparison
 set -eu
 
 BENCH_FILE=${BENCH_FILE:-/var/tmp/nvmeperf-bench/uring_vs_fio.dat}
@@ -78,14 +85,16 @@ best_of() {
 	echo "$best"
 }
 
-fio_once() { # depth run
+fio_once() { # depth run [extra fio options...]
 	json=$work/fio-$1-$2.json
-	/usr/bin/time -f '%U %S' -o "$work/fio-$1-$2.time" \
+	qd=$1 run=$2
+	shift 2
+	/usr/bin/time -f '%U %S' -o "$work/fio-$qd-$run.time" \
 		fio --name=randread --filename="$BENCH_FILE" --size="$SIZE" --rw=randread --bs=4k \
-		--iodepth="$1" --direct=1 --ioengine=io_uring --time_based --runtime="$SECONDS_EACH" \
-		--cpus_allowed="$CORE" --output-format=json --output="$json" ||
-		die "fio at depth $1 failed"
-	python3 - "$json" "$work/fio-$1-$2.time" <<'PY'
+		--iodepth="$qd" --direct=1 --ioengine=io_uring --time_based --runtime="$SECONDS_EACH" \
+		--cpus_allowed="$CORE" --output-format=json --output="$json" "$@" ||
+		die "fio at depth $qd failed"
+	python3 - "$json" "$work/fio-$qd-$run.time" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
 u, s = map(float, open(sys.argv[2]).read().split()[-2:])
@@ -93,10 +102,12 @@ print(r["iops"], u + s, (u + s) * 1e6 / r["total_ios"] if r["total_ios"] else 0)
 PY
 }
 
-np_once() { # depth run
+fio_fixed_once() { fio_once "$1" "$2" --registerfiles --fixedbufs; }
+
+np_once() { # depth run [binary]
 	json=$work/nvmeperf-$1-$2.json
 	/usr/bin/time -f '%U %S' -o "$work/nvmeperf-$1-$2.time" \
-		taskset -c "$CORE" "$NVMEPERF" -q "$1" -o 4096 -w randread -t "$SECONDS_EACH" -c "[$CORE]" --quiet \
+		taskset -c "$CORE" "${3:-$NVMEPERF}" -q "$1" -o 4096 -w randread -t "$SECONDS_EACH" -c "[$CORE]" --quiet \
 		--output-format json --output "$json" "$BENCH_FILE" ||
 		die "nvmeperf at depth $1 failed"
 	python3 - "$json" "$work/nvmeperf-$1-$2.time" <<'PY' || die "nvmeperf at depth $1: no usable JSON report"
@@ -110,19 +121,52 @@ print(a["iops"], u + s, (u + s) * 1e6 / a["ios"] if a["ios"] else 0, own)
 PY
 }
 
+np_base_once() { np_once "$1" "base-$2" "$NVMEPERF_BASE"; }
+
+ratio() { # label iops per fio_iops fio_per
+	awk -v l="$1" -v a="$2" -v pa="$3" -v b="$4" -v pb="$5" 'BEGIN {
+		printf "%-6s %-9s %11.2fx %10s %11.2fx   (goals: IOPS >= 1.00x, CPU per I/O <= 0.70x)\n",
+			"", l, b ? a / b : 0, "", pb ? pa / pb : 0 }'
+}
+
 printf '%-6s %-9s %12s %10s %12s %14s\n' depth tool IOPS "CPU s" "CPU us/IO" "worker ns/IO"
 for qd in $DEPTHS; do
+	echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 	f=$(best_of fio_once "$qd") || exit 1
 	set -- $f
 	fio_iops=$1 fio_per=$3
 	printf '%-6s %-9s %12.0f %10.2f %12.3f %14s\n' "$qd" fio "$1" "$2" "$3" -
+	ffix_iops=""
+	if [ "${FIO_FIXED:-1}" != 0 ]; then
+		f=$(best_of fio_fixed_once "$qd") || exit 1
+		set -- $f
+		ffix_iops=$1 ffix_per=$3
+		printf '%-6s %-9s %12.0f %10.2f %12.3f %14s\n' "$qd" fio-fixed "$1" "$2" "$3" -
+	fi
 
 	[ "${SKIP_NVMEPERF:-0}" = 1 ] && continue
 
-	n=$(best_of np_once "$qd") || exit 1
+	if [ -n "${NVMEPERF_BASE:-}" ]; then
+		# Base and current alternate run by run, so both see the same machine.
+		nb="" n=""
+		i=1
+		while [ "$i" -le "$RUNS" ]; do
+			l=$(np_base_once "$qd" "$i") || exit 1
+			nb=$(printf '%s\n%s\n' "$nb" "$l" | sort -g -r -k1,1 | head -n 1)
+			l=$(np_once "$qd" "$i") || exit 1
+			n=$(printf '%s\n%s\n' "$n" "$l" | sort -g -r -k1,1 | head -n 1)
+			i=$((i + 1))
+		done
+		set -- $nb
+		printf '%-6s %-9s %12.0f %10.2f %12.3f %14.0f\n' "$qd" np-base "$1" "$2" "$3" "$4"
+		ratio "/fio" "$1" "$3" "$fio_iops" "$fio_per"
+	else
+		n=$(best_of np_once "$qd") || exit 1
+	fi
 	set -- $n
 	printf '%-6s %-9s %12.0f %10.2f %12.3f %14.0f\n' "$qd" nvmeperf "$1" "$2" "$3" "$4"
-	awk -v a="$1" -v b="$fio_iops" -v pa="$3" -v pb="$fio_per" 'BEGIN {
-		printf "%-6s %-9s %11.2fx %10s %11.2fx   (nvmeperf/fio; goals: IOPS >= 1.00x, CPU per I/O <= 0.70x)\n",
-			"", "ratio", b ? a / b : 0, "", pb ? pa / pb : 0 }'
+	ratio "/fio" "$1" "$3" "$fio_iops" "$fio_per"
+	if [ -n "$ffix_iops" ]; then
+		ratio "/fio-fixed" "$1" "$3" "$ffix_iops" "$ffix_per"
+	fi
 done

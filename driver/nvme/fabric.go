@@ -3,7 +3,6 @@ package nvme
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -314,7 +313,7 @@ func (p *fabricProperties) Write64(off uint32, v uint64) { p.set(off, v, true) }
 func (q *QPair) connectFabric(nreq int) error {
 	nreq = min(nreq, int(q.size)-1)
 	q.reqs = make([]request, nreq)
-	q.cidShift = uint(bits.Len(uint(nreq - 1)))
+	q.setCIDLayout(nreq)
 	q.free = make([]uint16, nreq)
 	q.swq = make([]uint16, nreq)
 	for i := range q.reqs {

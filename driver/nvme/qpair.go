@@ -89,6 +89,8 @@ type QPair struct {
 
 	reqs     []request
 	cidShift uint     // bits of the CID that hold the request index
+	cidMaskV uint16   // the CID bits that hold the request index
+	genStep  uint16   // 1<<cidShift: adds one to a CID's generation (0 when there is none)
 	free     []uint16 // stack of free request indexes
 	swq      []uint16 // FIFO ring of requests waiting for an SQ slot
 	swqHead  int
@@ -195,7 +197,7 @@ func newQPair(c *Controller, id uint16, opts QPairOptions) (*QPair, error) {
 	q.sq = unsafe.Slice((*spec.Command)(unsafe.Pointer(&q.sqMem.Bytes[0])), entries)
 	q.cq = unsafe.Slice((*spec.Completion)(unsafe.Pointer(&q.cqMem.Bytes[0])), entries)
 	q.reqs = make([]request, nreq)
-	q.cidShift = uint(bits.Len(uint(nreq - 1)))
+	q.setCIDLayout(nreq)
 	q.free = make([]uint16, nreq)
 	q.swq = make([]uint16, nreq)
 	for i := range q.reqs {
@@ -279,13 +281,10 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 	}
 	idx := q.free[n-1]
 	r := &q.reqs[idx]
+	// The request keeps the command for retries and error messages; the SQ slot gets it
+	// from cmd, not from r.cmd (see placeFrom).
 	r.cmd = *cmd
-	if q.cidShift < 16 {
-		gen := (r.cid>>q.cidShift + 1) & (1<<(16-q.cidShift) - 1)
-		r.cid = idx | gen<<q.cidShift
-	} else {
-		r.cid = idx
-	}
+	r.cid = q.nextCID(r.cid, idx)
 	r.cmd.SetCID(r.cid)
 	if q.fabric != nil {
 		return q.submitFabric(n, idx, data.Bytes, cb, arg) // fabric.go
@@ -303,7 +302,7 @@ func (q *QPair) Submit(cmd *spec.Command, data bus.Buffer, cb Callback, arg any)
 		q.stats.SoftQueued++
 		return nil
 	}
-	q.place(r)
+	q.placeFrom(r, cmd)
 	return q.afterPlace()
 }
 
@@ -325,13 +324,38 @@ func (q *QPair) ringDistance(a, b uint32) uint32 {
 	return d
 }
 
-// place copies a request's command into the SQ ring.
+// setCIDLayout splits command identifiers between the request index (low bits, enough
+// for nreq requests) and a generation count (the rest).
+func (q *QPair) setCIDLayout(nreq int) {
+	q.cidShift = uint(bits.Len(uint(nreq - 1)))
+	q.cidMaskV = uint16(1<<q.cidShift - 1)
+	q.genStep = uint16(1 << q.cidShift) // 0 when the index takes all 16 bits
+}
+
+// nextCID is the identifier for request idx's next use: its generation (the bits above
+// the index) counts up by one and wraps, so an earlier use's late completion is told
+// apart. One add and two masks, no shifts by a variable.
+func (q *QPair) nextCID(prev, idx uint16) uint16 {
+	return idx | (prev+q.genStep)&^q.cidMaskV
+}
+
+// place writes a request's command into the SQ ring at the tail.
 func (q *QPair) place(r *request) {
-	if q.sqInCMB {
-		q.placeCMB(r) // cmb.go: device memory takes plain 8-byte stores
-	} else {
-		q.sq[q.sqTail] = r.cmd
-	}
+	q.writeSQE(r, &r.cmd)
+	q.placed(r)
+}
+
+// placeFrom is place for a request just built from cmd: a host-memory slot is copied
+// from cmd, whose stores have long retired, with r's own CDW0 (CID) and PRPs. Copying
+// r.cmd instead would load it in 16-byte pieces right after the narrow stores that set
+// its CID and PRPs, which the CPU cannot forward: a stall of several ns per command.
+func (q *QPair) placeFrom(r *request, cmd *spec.Command) {
+	q.writeSQE(r, cmd)
+	q.placed(r)
+}
+
+// placed accounts for a command written at the SQ tail.
+func (q *QPair) placed(r *request) {
 	r.placed = true
 	q.sqTail++
 	if q.sqTail == q.size {
@@ -339,6 +363,22 @@ func (q *QPair) place(r *request) {
 	}
 	q.active++
 	q.sinceRing++
+}
+
+// writeSQE is the one place a submission queue entry reaches the SQ: the slot at the
+// tail becomes r's command. src is r.cmd or the command r.cmd was copied from, which
+// differs from it only in CDW0 (the CID), PRP1 and PRP2. In host memory: one 64-byte
+// copy of src, then plain stores of those three fields from r.cmd; the doorbell store
+// that follows (bus.Store32) orders them before the controller is told. In the
+// controller memory buffer (device memory): r.cmd with plain 8-byte stores (cmb.go).
+func (q *QPair) writeSQE(r *request, src *spec.Command) {
+	if q.sqInCMB {
+		q.placeCMB(r) // cmb.go
+		return
+	}
+	e := &q.sq[q.sqTail]
+	*e = *src
+	e.CDW0, e.PRP1, e.PRP2 = r.cmd.CDW0, r.cmd.PRP1, r.cmd.PRP2
 }
 
 // advanceSQHead takes the SQ head a completion reports. It is valid only between the
@@ -376,7 +416,33 @@ func (q *QPair) Poll() (n int, err error) {
 	if q.rcv.on { // recovery.go
 		return q.pollRecovering()
 	}
+	if q.nothingToDo() {
+		return 0, nil
+	}
 	return q.pollGuarded()
+}
+
+// nothingToDo is the empty poll's fast path: no completion has arrived, no placed
+// command waits for the SQ doorbell, no timer is armed, and the idle check is not due
+// on this poll. Such a poll reads only the CQ, in host memory, so it needs none of the
+// register-fault guard (two runtime calls and a deferred recover) — while the host
+// waits on a device, most polls are these. It does what poll would do then: count the
+// empty poll when commands are outstanding.
+func (q *QPair) nothingToDo() bool {
+	if q.fabric != nil || q.failed != nil || q.cqMem.Bytes == nil || q.sqTail != q.lastRungTail || q.tmo.limit > 0 || len(q.retry.delayed) > 0 {
+		return false
+	}
+	last := bus.LoadAcquire32((*uint32)(unsafe.Pointer(&q.cq[q.cqHead].CID)))
+	if (last>>16)&1 == q.phase {
+		return false // a completion to reap
+	}
+	if q.active > 0 {
+		if (q.idlePolls+1)&0xFF == 0 {
+			return false // idleCheck reads the clock (and maybe CSTS) on this one
+		}
+		q.idlePolls++
+	}
+	return true
 }
 
 // pollGuarded is Poll with register faults turned into a failure.
@@ -412,13 +478,22 @@ func (q *QPair) poll() (n int, err error) {
 			q.phase ^= 1
 		}
 		cid := uint16(last)
-		idx := cid & q.cidMask()
-		if cpl.SQID != q.id || int(idx) >= len(q.reqs) || !q.reqs[idx].placed || q.reqs[idx].cid != cid {
+		idx := cid & q.cidMaskV
+		if int(idx) >= len(q.reqs) {
+			q.stats.SpuriousCIDs++
+			continue
+		}
+		r := &q.reqs[idx]
+		// SQHD and SQID share the entry's third dword: one load for both.
+		dw2 := *(*uint32)(unsafe.Pointer(&cpl.SQHD))
+		if uint16(dw2>>16) != q.id || !r.placed || r.cid != cid {
 			// A duplicate or stray completion: it completes nothing and frees no slot.
 			q.stats.SpuriousCIDs++
 			continue
 		}
-		q.advanceSQHead(uint32(cpl.SQHD))
+		if sqhd := dw2 & 0xFFFF; sqhd != q.sqHead {
+			q.advanceSQHead(sqhd)
+		}
 		q.active--
 		if q.active == 0 {
 			// Every placed command has completed, so the controller has fetched them
@@ -429,11 +504,13 @@ func (q *QPair) poll() (n int, err error) {
 			n++ // reaped: the CQ head doorbell must move on
 			continue
 		}
-		r := &q.reqs[idx]
 		r.active, r.placed = false, false
 		cb, arg := r.cb, r.arg
 		r.cb, r.arg = nil, nil
-		q.free = append(q.free, idx)
+		// The free stack never holds more than len(q.reqs): no append growth check.
+		nf := len(q.free)
+		q.free = q.free[:nf+1]
+		q.free[nf] = idx
 		q.stats.Completed++
 		n++
 		cb.CommandDone(arg, cpl)
@@ -555,7 +632,7 @@ func (q *QPair) Command(cid uint16) *spec.Command {
 }
 
 // cidMask selects the request index from a command identifier.
-func (q *QPair) cidMask() uint16 { return uint16(1<<q.cidShift - 1) }
+func (q *QPair) cidMask() uint16 { return q.cidMaskV }
 
 // idleCheck runs after a poll that completed nothing while commands are outstanding:
 // when nothing has come back for a while, make sure the controller is still alive, so

@@ -77,10 +77,7 @@ func (q *QPair) releaseDelayed(now time.Time) {
 // generation, into the SQ when it has room, else into the software queue.
 func (q *QPair) resubmit(idx uint16) {
 	r := &q.reqs[idx]
-	if q.cidShift < 16 {
-		gen := (r.cid>>q.cidShift + 1) & (1<<(16-q.cidShift) - 1)
-		r.cid = idx | gen<<q.cidShift
-	}
+	r.cid = q.nextCID(r.cid, idx)
 	r.cmd.SetCID(r.cid)
 	r.tick, r.abortTick = q.tmo.tick, 0
 	if q.fabric != nil {

@@ -335,12 +335,19 @@ func (c *Controller) now() int64 { return int64(time.Since(c.clockBase)) }
 // a batch of commands. Past them the loop yields every yieldEvery passes, which gives
 // the core to the worker when cores are oversubscribed and lets the host goroutine run
 // at all with a single P (GOMAXPROCS=1, as testing.AllocsPerRun sets).
+//
+// While the host has completions it has not consumed yet, it is busy (or was
+// descheduled) in the middle of a batch and will ring again soon: the loop keeps
+// spinning for up to hostBusySpin since its last work instead of sleeping, because a
+// sleep of up to maxSleep there stalls a host at full queue depth for that long (on an
+// oversubscribed machine that was most of a one-worker run's time).
 const (
-	idleSpins  = 2000
-	quietSpins = 256
-	yieldEvery = 64
-	minSleep   = time.Microsecond
-	maxSleep   = time.Millisecond
+	idleSpins    = 2000
+	quietSpins   = 256
+	yieldEvery   = 64
+	minSleep     = time.Microsecond
+	maxSleep     = time.Millisecond
+	hostBusySpin = 2 * time.Millisecond
 )
 
 func (c *Controller) run(started chan<- error) {
@@ -366,11 +373,14 @@ func (c *Controller) run(started chan<- error) {
 	idle := 0
 	sleep := minSleep
 	onlyP := false
+	var busySince time.Time // first idle look that found the host mid-batch, since the last work
+	hostBusy := false
 	for !c.stop.Load() {
 		c.epoch.Add(1)
 		if c.step() > 0 {
 			idle = 0
 			sleep = minSleep
+			busySince, hostBusy = time.Time{}, false
 			continue
 		}
 		idle++
@@ -379,6 +389,24 @@ func (c *Controller) run(started chan<- error) {
 		}
 		if idle < idleSpins {
 			if idle%yieldEvery == 0 && (idle >= quietSpins || onlyP) {
+				runtime.Gosched()
+			}
+			continue
+		}
+		if !hostBusy || idle%yieldEvery == 0 {
+			// Is the host mid-batch? Looked at before each sleep, and once per
+			// yieldEvery passes while spinning for it (the clock read is not free).
+			hostBusy = false
+			if c.hostHasCompletions() {
+				now := time.Now()
+				if busySince.IsZero() {
+					busySince = now
+				}
+				hostBusy = now.Sub(busySince) < hostBusySpin
+			}
+		}
+		if hostBusy {
+			if idle%yieldEvery == 0 {
 				runtime.Gosched()
 			}
 			continue
@@ -395,6 +423,17 @@ func (c *Controller) run(started chan<- error) {
 		_ = unix.Nanosleep(&ts, nil) // EINTR just ends the nap early
 		sleep = min(sleep*2, maxSleep)
 	}
+}
+
+// hostHasCompletions reports whether an I/O CQ holds completions the host has not
+// consumed (its head doorbell is behind the tail).
+func (c *Controller) hostHasCompletions() bool {
+	for _, sq := range c.active {
+		if sq.id != 0 && sq.cq.headValue() != sq.cq.tail { // shadowdb.go
+			return true
+		}
+	}
+	return false
 }
 
 // step is one pass of the device loop; it returns how much work it did.

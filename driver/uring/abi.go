@@ -21,6 +21,7 @@ const (
 	setupCQSize       = 1 << 3  // IORING_SETUP_CQSIZE: cq_entries is given
 	setupSubmitAll    = 1 << 7  // IORING_SETUP_SUBMIT_ALL: keep submitting after an error
 	setupCoopTaskrun  = 1 << 8  // IORING_SETUP_COOP_TASKRUN: no IPI to run completion work
+	setupTaskrunFlag  = 1 << 9  // IORING_SETUP_TASKRUN_FLAG: IORING_SQ_TASKRUN tells when completion work waits
 	setupSQE128       = 1 << 10 // IORING_SETUP_SQE128: 128-byte SQEs (passthrough)
 	setupCQE32        = 1 << 11 // IORING_SETUP_CQE32: 32-byte CQEs (passthrough)
 	setupSingleIssuer = 1 << 12 // IORING_SETUP_SINGLE_ISSUER: one task submits
@@ -42,7 +43,10 @@ const (
 )
 
 // SQ ring flags the kernel sets (IORING_SQ_*).
-const sqNeedWakeup = 1 << 0 // IORING_SQ_NEED_WAKEUP: the SQPOLL thread sleeps
+const (
+	sqNeedWakeup = 1 << 0 // IORING_SQ_NEED_WAKEUP: the SQPOLL thread sleeps
+	sqTaskrun    = 1 << 2 // IORING_SQ_TASKRUN: completion work waits for an io_uring_enter (TASKRUN_FLAG)
+)
 
 // mmap offsets of the three regions (IORING_OFF_*).
 const (

@@ -56,6 +56,11 @@ type queue struct {
 	busyPoll    bool
 	sqPoll      bool
 	getEvents   bool // every enter must reap: DEFER_TASKRUN runs completion work only there, IOPOLL polls only there
+	// taskrunFlag: the kernel sets IORING_SQ_TASKRUN when completion work waits for
+	// this thread (COOP_TASKRUN with TASKRUN_FLAG), so a busy-polling Poll with nothing
+	// to submit enters the kernel only then. Without it, such a Poll enters whenever
+	// I/O is in flight and no CQE is ready, as before.
+	taskrunFlag bool
 
 	thread *threadQueues
 	failed error
@@ -173,7 +178,7 @@ func (t *Target) newQueue(cfg target.QueueConfig) (*queue, error) {
 		// it (COOP_TASKRUN, Linux 5.19; SINGLE_ISSUER, 6.0). DEFER_TASKRUN is left off on purpose: it holds finished
 		// I/Os back until the next io_uring_enter with GETEVENTS, which measured 15%
 		// fewer IOPS at QD 32 and more CPU per I/O (bench/uring_vs_fio.sh).
-		rc.optional = setupCoopTaskrun | setupSingleIssuer
+		rc.optional = setupCoopTaskrun | setupTaskrunFlag | setupSingleIssuer
 	}
 	rc.optional |= setupSubmitAll
 	if t.passthrough {
@@ -192,6 +197,7 @@ func (t *Target) newQueue(cfg target.QueueConfig) (*queue, error) {
 		busyPoll:    t.opt.BusyPoll,
 		sqPoll:      r.flags&setupSQPoll != 0,
 		getEvents:   r.flags&(setupDeferTaskrun|setupIOPoll) != 0,
+		taskrunFlag: r.flags&(setupCoopTaskrun|setupTaskrunFlag) == setupCoopTaskrun|setupTaskrunFlag,
 	}
 	for s := t.lbaSize; s > 1; s >>= 1 {
 		q.lbaShift++
@@ -450,10 +456,12 @@ func (q *queue) Poll() (int, error) {
 				return 0, err
 			}
 		}
-	} else if q.pending > 0 || (ready == 0 && q.inflight > 0) {
+	} else if q.pending > 0 || wait || (ready == 0 && q.inflight > 0 && q.mustEnterToReap()) {
+		// One io_uring_enter both submits and (when it waits or must) reaps; none at
+		// all when nothing is pending and the kernel has no completion work for us.
 		q.r.publish()
 		var flags, minComplete uint32
-		if q.getEvents || wait {
+		if q.getEvents || wait || q.taskrunFlag {
 			flags = enterGetEvents
 		}
 		if wait {
@@ -467,6 +475,17 @@ func (q *queue) Poll() (int, error) {
 	done := q.reap()
 	q.drainBacklog()
 	return done, nil
+}
+
+// mustEnterToReap reports whether a Poll that has nothing to submit and will not wait
+// still has to enter the kernel for completions to appear: always with IOPOLL or
+// DEFER_TASKRUN; with TASKRUN_FLAG only when the kernel says completion work waits;
+// without it (older kernels) always, as the kernel cannot tell.
+func (q *queue) mustEnterToReap() bool {
+	if q.getEvents || !q.taskrunFlag {
+		return true
+	}
+	return atomic.LoadUint32(q.r.sqFlags)&sqTaskrun != 0
 }
 
 // reap consumes up to maxComplete CQEs. Each CQE is released to the kernel before its
@@ -612,3 +631,7 @@ func (q *queue) release() error {
 	}
 	return errors.Join(errs...)
 }
+
+// SetupNote says which optional io_uring setup flags the kernel refused for this
+// queue's ring ("" when it took them all), the reason it runs without them.
+func (q *queue) SetupNote() string { return q.r.setupNote() }

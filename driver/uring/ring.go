@@ -18,6 +18,9 @@ type ring struct {
 	fd       int
 	flags    uint32 // IORING_SETUP_* actually in effect
 	features uint32
+	// refused are the optional IORING_SETUP_* flags the kernel rejected (EINVAL: too
+	// old for them), dropped so the ring still works; see setupNote.
+	refused uint32
 
 	sqMem, cqMem, sqeMem []byte
 
@@ -33,6 +36,10 @@ type ring struct {
 
 	// localTail is the SQ tail including entries not yet published to the kernel.
 	localTail uint32
+	// cqLocalHead is the CQ head: only this side writes it, so it is kept here and
+	// stored to the shared ring with a release store, never read back.
+	cqLocalHead uint32
+	enters      uint64 // io_uring_enter calls, for tests
 
 	// waitArg and waitTS bound blocking waits (IORING_ENTER_EXT_ARG). They live in the
 	// ring (heap, which Go never moves) because the kernel reads them by address.
@@ -86,7 +93,7 @@ func newRing(cfg ringConfig) (*ring, error) {
 		}
 		return nil, setupError(errno)
 	}
-	r := &ring{fd: int(fd), flags: p.Flags, features: p.Features, sqeSize: 64, cqeSize: 16}
+	r := &ring{fd: int(fd), flags: p.Flags, features: p.Features, refused: cfg.optional &^ optional, sqeSize: 64, cqeSize: 16}
 	if p.Flags&setupSQE128 != 0 {
 		r.sqeSize = 128
 	}
@@ -155,7 +162,29 @@ func (r *ring) mmap(p *params) error {
 	r.cqMask = *(*uint32)(unsafe.Add(cq, p.CQOff.RingMask))
 	r.cqEntries = *(*uint32)(unsafe.Add(cq, p.CQOff.RingEntries))
 	r.cqeBase = unsafe.Add(cq, p.CQOff.CQEs)
+	r.cqLocalHead = atomic.LoadUint32(r.cqHead)
 	return nil
+}
+
+// setupNote says which optional setup flags this kernel refused, "" when none: the
+// reason a ring runs without them, for messages and tests.
+func (r *ring) setupNote() string {
+	if r.refused == 0 {
+		return ""
+	}
+	names := []string{fmt.Sprintf("%#x", r.refused)}
+	for _, f := range []struct {
+		bit  uint32
+		name string
+	}{
+		{setupSubmitAll, "SUBMIT_ALL"}, {setupCoopTaskrun, "COOP_TASKRUN"}, {setupTaskrunFlag, "TASKRUN_FLAG"},
+		{setupSingleIssuer, "SINGLE_ISSUER"}, {setupDeferTaskrun, "DEFER_TASKRUN"},
+	} {
+		if r.refused&f.bit != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return "io_uring_setup refused (EINVAL: kernel too old) optional flags " + strings.Join(names, " ") + "; running without them"
 }
 
 // sqSpace is how many SQEs can be filled now.
@@ -170,25 +199,28 @@ func (r *ring) nextSQE() unsafe.Pointer {
 	return p
 }
 
-// publish makes the claimed SQEs visible to the kernel.
+// publish makes the claimed SQEs visible to the kernel (a release store: the SQE
+// contents before the tail).
 func (r *ring) publish() {
-	atomic.StoreUint32(r.sqTail, r.localTail)
+	storeRelease32(r.sqTail, r.localTail)
 }
 
-// cqReady is the number of CQEs waiting.
+// cqReady is the number of CQEs waiting (an acquire load of the kernel's tail: the
+// CQE contents after it).
 func (r *ring) cqReady() uint32 {
-	return atomic.LoadUint32(r.cqTail) - atomic.LoadUint32(r.cqHead)
+	return atomic.LoadUint32(r.cqTail) - r.cqLocalHead
 }
 
 // peekCQE returns the CQE at the head; the caller checked cqReady.
 func (r *ring) peekCQE() *cqe {
-	head := atomic.LoadUint32(r.cqHead)
-	return (*cqe)(unsafe.Add(r.cqeBase, uintptr(head&r.cqMask)*r.cqeSize))
+	return (*cqe)(unsafe.Add(r.cqeBase, uintptr(r.cqLocalHead&r.cqMask)*r.cqeSize))
 }
 
-// advanceCQ consumes one CQE, letting the kernel reuse its slot.
+// advanceCQ consumes one CQE, letting the kernel reuse its slot (a release store: the
+// reads of the CQE before the kernel may overwrite it).
 func (r *ring) advanceCQ() {
-	atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqHead)+1)
+	r.cqLocalHead++
+	storeRelease32(r.cqHead, r.cqLocalHead)
 }
 
 // enter calls io_uring_enter. With waitNs > 0 and EXT_ARG support the wait is bounded.
@@ -208,6 +240,7 @@ func (r *ring) enter(toSubmit, minComplete uint32, flags uint32, waitNs int64) (
 		arg = uintptr(unsafe.Pointer(&r.waitArg))
 		argSize = unsafe.Sizeof(r.waitArg)
 	}
+	r.enters++
 	n, _, errno := unix.RawSyscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), arg, argSize)
 	return int(n), errno
 }

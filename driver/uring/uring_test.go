@@ -640,3 +640,80 @@ func TestPassthroughSQE(t *testing.T) {
 		t.Errorf("status 0 is success")
 	}
 }
+
+// TestOptionalSetupFlagsFallBack: a setup flag the kernel rejects (here one no kernel
+// knows) is dropped, the ring works, and the reason is recorded.
+func TestOptionalSetupFlagsFallBack(t *testing.T) {
+	requireURing(t)
+	const unknown = 1 << 30
+	r, err := newRing(ringConfig{entries: 8, cqEntries: 16, optional: unknown | setupCoopTaskrun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	if r.refused&unknown == 0 || r.flags&unknown != 0 {
+		t.Fatalf("refused %#x, in effect %#x: the unknown flag should be refused", r.refused, r.flags)
+	}
+	if note := r.setupNote(); !strings.Contains(note, "0x40000000") || !strings.Contains(note, "kernel too old") {
+		t.Errorf("setup note %q", note)
+	}
+	ok, err := newRing(ringConfig{entries: 8, cqEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ok.close()
+	if note := ok.setupNote(); note != "" {
+		t.Errorf("nothing optional asked, yet note %q", note)
+	}
+}
+
+// TestBusyPollEntersOnlyWhenNeeded: a busy-polling queue with I/O in flight and nothing
+// to submit enters the kernel only when it has completion work (IORING_SQ_TASKRUN), not
+// on every empty poll.
+func TestBusyPollEntersOnlyWhenNeeded(t *testing.T) {
+	p := tempFile(t)
+	// Real data, synced, so reads reach the disk (unwritten blocks would complete at once).
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := os.Open(p); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	tg, err := Open(p, Options{Size: 1 << 20, BusyPoll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	q, c := openQueue(t, tg, target.QueueConfig{Depth: 4, IOSize: 4096})
+	uq := q.(*queue)
+	if !uq.taskrunFlag {
+		t.Skipf("kernel without COOP_TASKRUN+TASKRUN_FLAG: %s", uq.SetupNote())
+	}
+	const ios = 200
+	polls := 0
+	start := uq.r.enters
+	for i := 0; i < ios; i++ {
+		r := &target.Request{Op: target.OpRead, Offset: uint64(i%256) * 4096, Length: 4096, Buf: 0}
+		if err := q.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+		for len(c.done) <= i {
+			if _, err := q.Poll(); err != nil {
+				t.Fatal(err)
+			}
+			polls++
+		}
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	// Each I/O needs one enter to submit and at most one to run its completion work.
+	if enters := uq.r.enters - start; enters > 2*ios+8 {
+		t.Errorf("%d io_uring_enter calls for %d I/Os over %d polls: empty polls enter the kernel", enters, ios, polls)
+	}
+}
