@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver"
+	simdev "github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/serve"
 )
 
@@ -15,8 +16,17 @@ import (
 // loopback port and returns the server and a trid naming it (subnqn included unless
 // discovery is wanted).
 func tcpTarget(t *testing.T, simKeys string, cfg serve.Config, discovery bool) (*serve.Server, string) {
+	s, _, id := serveSim(t, simKeys, cfg, discovery)
+	return s, id
+}
+
+// serveSim serves a simulated controller's namespaces over NVMe/TCP on a loopback
+// port for the test's lifetime, and returns the server, the simulated controller
+// (whose counters tell when the host's I/O has begun) and the host's transport ID
+// (without subnqn for discovery).
+func serveSim(t *testing.T, simKeys string, cfg serve.Config, discovery bool) (*serve.Server, *simdev.Controller, string) {
 	t.Helper()
-	ts, _, err := driver.OpenTRID("trtype:sim "+simKeys, driver.Options{})
+	ts, c, err := driver.OpenTRID("trtype:sim "+simKeys, driver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +55,7 @@ func tcpTarget(t *testing.T, simKeys string, cfg serve.Config, discovery bool) (
 	if !discovery {
 		id += " subnqn:" + serve.DefaultNQN
 	}
-	return s, id
+	return s, c.Sim, id
 }
 
 // TestE2ETCPPatternsVerify runs every pattern with --verify through the NVMe/TCP host
@@ -104,9 +114,10 @@ func TestE2ETCPPatternsVerify(t *testing.T) {
 // TestE2ETCPTargetGoesAway: a target that closes the connections mid-run ends the run
 // with a clear error, exit 1 and valid partial JSON.
 func TestE2ETCPTargetGoesAway(t *testing.T) {
-	s, id := tcpTarget(t, "nssize:16m", serve.Config{}, false)
-	time.AfterFunc(1500*time.Millisecond, func() { s.Close() })
+	s, backend, id := serveSim(t, "nssize:16m", serve.Config{}, false)
+	gone := dropWhenBusy(t, s, backend, true)
 	r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randread", "-t", "60", "-r", id, "--output-format", "json")
+	<-gone
 	if r.code != exitFailed {
 		t.Fatalf("exit %d, want %d: %s", r.code, exitFailed, r.stderr)
 	}

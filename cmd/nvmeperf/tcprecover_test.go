@@ -1,46 +1,19 @@
 package main
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nvmeperf/nvmeperf/driver"
 	simdev "github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/report"
 	"github.com/nvmeperf/nvmeperf/serve"
 )
 
-// tcpSimTarget is tcpTarget with the simulated controller behind the served namespace,
-// whose counters tell when the host's I/O has begun.
+// tcpSimTarget serves a simulated namespace with default target settings (serveSim).
 func tcpSimTarget(t *testing.T, simKeys string) (*serve.Server, *simdev.Controller, string) {
 	t.Helper()
-	ts, c, err := driver.OpenTRID("trtype:sim "+simKeys, driver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, x := range ts {
-			x.Close()
-		}
-	})
-	s, err := serve.New(serve.Config{Namespaces: ts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-	})
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	return s, c.Sim, "trtype:TCP adrfam:IPv4 traddr:" + host + " trsvcid:" + port + " subnqn:" + serve.DefaultNQN
+	return serveSim(t, simKeys, serve.Config{}, false)
 }
 
 // dropWhenBusy makes s drop every connection once the host has had 100 I/O commands

@@ -199,28 +199,7 @@ func TestSimCMBAllocatesNothing(t *testing.T) {
 	if !q.SQInCMB() {
 		t.Fatal("SQ not in the CMB")
 	}
-	buf, err := dev.Allocator().Alloc(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cb countingCB
-	cmd := readCmd(0)
-	allocs := testing.AllocsPerRun(2000, func() {
-		if err := q.Submit(&cmd, buf.Slice(0, 512), &cb, nil); err != nil {
-			t.Fatal(err)
-		}
-		for q.Outstanding() > 0 {
-			if _, err := q.Poll(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("submit and poll with the SQ in the CMB allocate %.2f times per command", allocs)
-	}
-	if cb.ok < 2000 || cb.failed != 0 {
-		t.Errorf("%+v", cb)
-	}
+	checkRoundTripAllocsNothing(t, dev, q, "with the SQ in the CMB")
 }
 
 // BenchmarkCMBSubmitInline measures submit+complete with the SQ in host memory and in

@@ -21,6 +21,35 @@ func (c *countingCB) CommandDone(_ any, cpl *spec.Completion) {
 	}
 }
 
+// checkRoundTripAllocsNothing submits one 512-byte read at a time on q and polls it to
+// completion, 2000 times, and fails if that allocates or any read fails; what names the
+// queue's setup in the message.
+func checkRoundTripAllocsNothing(t *testing.T, dev *sim.Controller, q *nvme.QPair, what string) {
+	t.Helper()
+	buf, err := dev.Allocator().Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cb countingCB
+	cmd := readCmd(0)
+	allocs := testing.AllocsPerRun(2000, func() {
+		if err := q.Submit(&cmd, buf.Slice(0, 512), &cb, nil); err != nil {
+			t.Fatal(err)
+		}
+		for q.Outstanding() > 0 {
+			if _, err := q.Poll(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("submit and poll %s allocate %.2f times per command", what, allocs)
+	}
+	if cb.ok < 2000 || cb.failed != 0 {
+		t.Errorf("%s: %+v", what, cb)
+	}
+}
+
 // setFatal makes the frozen simulator fatal and, once CSTS.CFS shows, unfreezes it: so
 // the device thread cannot run the queued commands between the two.
 func setFatal(t *testing.T, dev *sim.Controller) {

@@ -198,24 +198,6 @@ func TestSimShadowDoorbellAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf, err := dev.Allocator().Alloc(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cb countingCB
-	cmd := readCmd(0)
-	allocs := testing.AllocsPerRun(2000, func() {
-		if err := q.Submit(&cmd, buf.Slice(0, 512), &cb, nil); err != nil {
-			t.Fatal(err)
-		}
-		for q.Outstanding() > 0 {
-			if _, err := q.Poll(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("submit and poll with shadow doorbells allocate %.2f times per command", allocs)
-	}
+	checkRoundTripAllocsNothing(t, dev, q, "with shadow doorbells")
 	checkShadowCounts(t, q.Stats())
 }
