@@ -69,3 +69,12 @@ func TestSMARTLogMarshal(t *testing.T) {
 		t.Error("Marshal wrote past the page")
 	}
 }
+
+func TestAsyncEventDW0(t *testing.T) {
+	if got := AsyncEventDW0(AsyncEventTypeSMART, AsyncInfoTemperature, LogSMARTHealth); got != 0x020101 {
+		t.Errorf("SMART temperature event DW0 %#x, want 0x020101", got)
+	}
+	if got := AsyncEventDW0(0xFF, 0, 0); got != 7 {
+		t.Errorf("type is 3 bits: %#x, want 7", got)
+	}
+}
