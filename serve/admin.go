@@ -132,9 +132,8 @@ func (c *conn) admin(sqe *spec.Command, data []byte, out []byte) adminResult {
 	case spec.AdminKeepAlive:
 		return adminResult{}
 	case spec.AdminAsyncEventRequest:
-		if ctrl.discovery {
-			return statusOf(spec.SCTGeneric, spec.SCInvalidOpcode)
-		}
+		// A discovery controller holds them too (hosts send them), and never completes
+		// one: RaiseAsyncEvent posts to NVM controllers only.
 		return c.takeAER(sqe) // aer.go
 	case spec.AdminIdentify:
 		buf, ok := replyBuf(sqe, out)
