@@ -55,7 +55,9 @@ func (c *conn) runAdmin() error {
 		if err != nil {
 			return err
 		}
+		c.wmu.Lock() // completeAER reads SQHD
 		c.advanceSQHD()
+		c.wmu.Unlock()
 		cpl := spec.Completion{CID: sqe.CID()}
 		var reply []byte
 		hold, disconnect := false, false
@@ -68,6 +70,7 @@ func (c *conn) runAdmin() error {
 			continue
 		}
 		cpl.Status = uint16(status) << 1
+		c.wmu.Lock()
 		if len(reply) > 0 && status == 0 {
 			c.w.C2HData(cpl.CID, 0, reply, true, c.sqflowOff)
 			if !c.sqflowOff {
@@ -76,7 +79,9 @@ func (c *conn) runAdmin() error {
 		} else {
 			c.respond(&cpl)
 		}
-		if err := c.w.Flush(); err != nil {
+		err = c.w.Flush()
+		c.wmu.Unlock()
+		if err != nil {
 			return err
 		}
 		if disconnect {
@@ -127,13 +132,9 @@ func (c *conn) admin(sqe *spec.Command, data []byte, out []byte) adminResult {
 	case spec.AdminKeepAlive:
 		return adminResult{}
 	case spec.AdminAsyncEventRequest:
-		ctrl.mu.Lock()
-		defer ctrl.mu.Unlock()
-		if ctrl.aerCount >= maxAER {
-			return statusOf(spec.SCTCommandSpecific, spec.SCAsyncEventLimitExceeded)
-		}
-		ctrl.aerCount++ // no event ever fires: held until the association ends
-		return adminResult{hold: true}
+		// A discovery controller holds them too (hosts send them), and never completes
+		// one: RaiseAsyncEvent posts to NVM controllers only.
+		return c.takeAER(sqe) // aer.go
 	case spec.AdminIdentify:
 		buf, ok := replyBuf(sqe, out)
 		if !ok || len(buf) < spec.IdentifyDataSize {
@@ -226,6 +227,7 @@ func (c *conn) setCC(v spec.CC) {
 			delete(ctrl.ioConns, qid)
 		}
 		ctrl.nrIOQ = 0
+		ctrl.aers = nil // a reset ends the held requests with the rest of the queue
 	}
 	if v.SHN() != spec.CCShutdownNone {
 		ctrl.csts = ctrl.csts.WithSHST(spec.ShutdownStatusComplete)
@@ -354,8 +356,9 @@ func log2(v uint32) int {
 	return n
 }
 
-// getLogPage serves the discovery log page on a discovery controller and empty error,
-// SMART and firmware slot pages on an NVM controller.
+// getLogPage serves the discovery log page on a discovery controller; on an NVM
+// controller the subsystem's SMART / Health page (health.go), an empty error page and
+// the firmware slot page.
 func (c *conn) getLogPage(sqe *spec.Command, buf []byte) adminResult {
 	lid := uint8(sqe.CDW10)
 	offset := uint64(sqe.CDW12) | uint64(sqe.CDW13)<<32
@@ -374,7 +377,16 @@ func (c *conn) getLogPage(sqe *spec.Command, buf []byte) adminResult {
 		return adminResult{data: buf}
 	}
 	switch lid {
-	case spec.LogErrorInformation, spec.LogSMARTHealth, spec.LogFirmwareSlot:
+	case spec.LogSMARTHealth:
+		// The page is the same for every NSID: counts are kept for the subsystem.
+		var page [spec.SMARTLogSize]byte
+		l := c.s.SMARTLog()
+		l.Marshal(page[:])
+		if offset < uint64(len(page)) {
+			copy(buf, page[offset:])
+		}
+		return adminResult{data: buf}
+	case spec.LogErrorInformation, spec.LogFirmwareSlot:
 		if lid == spec.LogFirmwareSlot && offset == 0 && len(buf) >= 16 {
 			buf[0] = 1 // AFI: slot 1 active
 			putString(buf[8:16], "nvmeperf")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/nvmetcp"
@@ -25,6 +26,9 @@ type conn struct {
 	sqsize    int  // entries (Connect SQSIZE + 1)
 	sqflowOff bool // Connect CATTR: SQ flow control disabled, so C2HData may carry SUCCESS
 	sqhd      uint16
+	// wmu serializes the admin queue's writes with completeAER (aer.go), which answers
+	// from another goroutine; I/O queues have a single writer and never take it.
+	wmu sync.Mutex
 
 	adminBuf []byte
 	dataBuf  []byte
@@ -72,6 +76,8 @@ func (c *conn) fail(err error, rawHeader []byte) {
 	var pe *nvmetcp.ProtocolError
 	if errors.As(err, &pe) {
 		c.s.addCommands(0, true)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
 		_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		c.w.TermReq(false, pe.FES, pe.FEI, rawHeader)
 		_ = c.w.Flush()

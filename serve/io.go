@@ -67,6 +67,11 @@ type executor struct {
 	completed   uint64
 	inflight    atomic.Int32 // commands received and not yet answered
 	badHeader   []byte       // the PDU header a protocol error was found in, for the TermReq
+	// SMART / Health counts (health.go): io is this goroutine's own tally, published to
+	// counters before each batch of answers is written.
+	io       ioTotals
+	ioDirty  bool
+	counters *ioCounters
 }
 
 func (c *conn) runIO() error {
@@ -74,7 +79,7 @@ func (c *conn) runIO() error {
 	// entry as soon as it reads the answer: twice the queue's entries cover both.
 	n := 2 * c.sqsize
 	e := &executor{c: c, slots: make([]ioSlot, n), free: make(chan uint16, n),
-		events: make(chan ioEvent, 2*n+2), toFree: make([]uint16, 0, n)}
+		events: make(chan ioEvent, 2*n+2), toFree: make([]uint16, 0, n), counters: &ioCounters{}}
 	for i := range n {
 		e.free <- uint16(i)
 	}
@@ -90,6 +95,7 @@ func (c *conn) runIO() error {
 		}
 		e.backends = append(e.backends, b)
 	}
+	c.s.registerIO(e.counters)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -109,6 +115,8 @@ func (c *conn) runIO() error {
 	c.nc.Close()
 	<-readerDone
 	e.drain()
+	e.counters.store(&e.io)
+	c.s.foldIO(e.counters)
 	c.s.addCommands(e.completed, false)
 	return nil
 }
@@ -148,6 +156,12 @@ func (e *executor) loop() error {
 			}
 		}
 		if c.w.Queued() > 0 {
+			// Counted before the host can see the answers, so a SMART read after them
+			// includes them.
+			if e.ioDirty {
+				e.counters.store(&e.io)
+				e.ioDirty = false
+			}
 			if err := c.w.Flush(); err != nil {
 				return err
 			}
@@ -219,6 +233,18 @@ func (e *executor) finish(i int, st spec.Status) {
 	c := e.c
 	s := &e.slots[i]
 	cpl := spec.Completion{CID: s.cid, Status: uint16(st) << 1}
+	if st == 0 {
+		switch spec.IOOpcode(s.op) {
+		case spec.IORead:
+			e.io.readCmds++
+			e.io.readUnits += uint64(s.length / bytesPerDataUnit)
+			e.ioDirty = true
+		case spec.IOWrite:
+			e.io.writeCmds++
+			e.io.writeUnits += uint64(s.length / bytesPerDataUnit)
+			e.ioDirty = true
+		}
+	}
 	if st == 0 && spec.IOOpcode(s.op) == spec.IORead && s.length > 0 {
 		c.w.C2HData(s.cid, 0, s.buf[:s.length], true, c.sqflowOff)
 		if !c.sqflowOff {

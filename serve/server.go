@@ -18,6 +18,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/spec"
@@ -93,6 +94,11 @@ type Server struct {
 	wg          sync.WaitGroup
 	stats       Stats
 	discoveryTo net.Addr // address listed in the discovery log page
+	// SMART / Health (health.go): live I/O connections' counters, closed ones' sum.
+	started         time.Time
+	liveIO          map[*ioCounters]struct{}
+	closedIO        ioTotals
+	criticalWarning atomic.Uint32
 }
 
 // New checks cfg and fills its defaults.
@@ -139,7 +145,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxTransfer == 0 {
 		cfg.MaxTransfer = DefaultMaxTransfer
 	}
-	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, ctrls: map[uint16]*controller{}, nextCNTLID: 1}
+	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, ctrls: map[uint16]*controller{}, nextCNTLID: 1,
+		started: time.Now(), liveIO: map[*ioCounters]struct{}{}}
 	limit := cfg.MaxTransfer
 	for i, t := range cfg.Namespaces {
 		info := t.Info()
@@ -319,14 +326,15 @@ type controller struct {
 	hostID    [16]byte
 	kato      uint32 // ms
 
-	mu       sync.Mutex
-	cc       spec.CC
-	csts     spec.CSTS
-	nrIOQ    int // I/O queues granted by Set Features Number of Queues
-	ioConns  map[uint16]*conn
-	admin    *conn
-	aerCount int
-	dropped  bool // the admin queue is gone: no I/O queue may join
+	mu      sync.Mutex
+	cc      spec.CC
+	csts    spec.CSTS
+	nrIOQ   int // I/O queues granted by Set Features Number of Queues
+	ioConns map[uint16]*conn
+	admin   *conn
+	aers    []uint16 // CIDs of held Asynchronous Event Requests, oldest first (aer.go)
+	events  []uint32 // events (AER DW0) waiting for a request
+	dropped bool     // the admin queue is gone: no I/O queue may join
 }
 
 func (s *Server) newController(discovery bool, hostNQN string, hostID [16]byte, kato uint32, admin *conn) (*controller, error) {
