@@ -73,11 +73,13 @@ func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 		}
 	})
 	t.Run("measured", func(t *testing.T) {
-		// Every command takes 20 ms in the simulated namespace, so there are always
-		// commands the dropped connection takes with it.
-		s, backend, id := tcpSimTarget(t, "nssize:16m faildelay:20ms")
+		// Every command takes 200 ms in the simulated namespace, so the dropped
+		// connection takes commands with it. (At 20 ms a host worker starved that long on
+		// a loaded machine had all 16 answers waiting in its socket when the connection
+		// closed and nothing in flight to lose: a test assumption, not a host error.)
+		s, backend, id := tcpSimTarget(t, "nssize:16m faildelay:200ms")
 		dropped := dropWhenBusy(t, s, backend, false)
-		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "4", "-Q", "--recover",
+		r := runBinary(t, "-q", "16", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "5", "-Q", "--recover",
 			"-r", id, "--output-format", "json")
 		<-dropped
 		if r.code != 0 {
@@ -85,8 +87,8 @@ func TestE2ETCPRecoverAfterDroppedConnections(t *testing.T) {
 		}
 		d := decodeDoc(t, r.stdout)
 		if d.Status != "io_errors" || d.Total.All.Errors == 0 || d.Total.All.Errors > 16 || d.Total.All.IOs == 0 {
-			t.Errorf("status %q, ios %d, errors %d: want the I/O in flight (at most 16) counted as errors\n%s",
-				d.Status, d.Total.All.IOs, d.Total.All.Errors, r.stderr)
+			t.Errorf("status %q, ios %d, errors %d: want the I/O in flight (at most 16) counted as errors\nevents %+v\n%s",
+				d.Status, d.Total.All.IOs, d.Total.All.Errors, d.Events, r.stderr)
 		}
 		if len(d.Recovery) != 1 || d.Recovery[0].Resets != 1 {
 			t.Errorf("JSON recovery %+v", d.Recovery)
