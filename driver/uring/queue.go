@@ -25,9 +25,10 @@ const (
 	// SQEs one after another (block layer, I/O scheduler, under a plug) and the device
 	// sees none of them until the last is done; at QD 32 a poll resubmits about 22 at
 	// once, which held the first ones back long enough to cost 10% of the IOPS on a
-	// virtio disk (fio enters the kernel once per I/O). Chunks of 4 get the device going
-	// after the first few for one extra system call per 4 I/Os (docs/io_uring.md).
-	submitChunk = 4
+	// virtio disk (fio enters the kernel once per I/O). Two or fewer SQEs per enter are
+	// not plugged and go straight to the driver, for one system call per 2 I/Os
+	// (docs/io_uring.md).
+	submitChunk = 2
 )
 
 // queue is one io_uring ring driving the target. It is owned by one goroutine, locked
