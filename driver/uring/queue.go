@@ -23,7 +23,7 @@ const (
 	// submitChunk is the most SQEs the per-poll doorbell lets wait for the next Poll:
 	// Submit hands them to the kernel every submitChunk. An io_uring_enter prepares its
 	// SQEs one after another (block layer, I/O scheduler, under a plug) and the device
-	// sees none of them until the last is done; at QD 32 a poll resubmits about 22 at
+	// sees none of them until the last is done; at QD 32 a poll resubmitted about 29 at
 	// once, which held the first ones back long enough to cost 10% of the IOPS on a
 	// virtio disk (fio enters the kernel once per I/O). Two or fewer SQEs per enter are
 	// not plugged and go straight to the driver, for one system call per 2 I/Os
