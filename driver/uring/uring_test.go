@@ -717,3 +717,43 @@ func TestBusyPollEntersOnlyWhenNeeded(t *testing.T) {
 		t.Errorf("%d io_uring_enter calls for %d I/Os over %d polls: empty polls enter the kernel", enters, ios, polls)
 	}
 }
+
+// TestPerPollSubmitsInChunks: with the per-poll doorbell, Submit hands SQEs to the
+// kernel every submitChunk, so a poll's worth of resubmissions reaches the device
+// progressively; only the remainder waits for Poll.
+func TestPerPollSubmitsInChunks(t *testing.T) {
+	p := tempFile(t)
+	tg, err := Open(p, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	const n = 2*submitChunk + 1
+	q, c := openQueue(t, tg, target.QueueConfig{Depth: 16, IOSize: 4096, Doorbell: target.DoorbellPerPoll})
+	uq := q.(*queue)
+	start := uq.r.enters
+	reqs := make([]target.Request, n)
+	for i := range reqs {
+		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) * 4096, Length: 4096, Buf: i}
+		if err := q.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if enters, pending := uq.r.enters-start, uq.pending; enters != n/submitChunk || pending != n%submitChunk {
+		t.Fatalf("after %d submissions: %d io_uring_enter calls and %d SQEs pending; want %d and %d", n, enters, pending, n/submitChunk, n%submitChunk)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(c.done) < n {
+		if _, err := q.Poll(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests completed within 30 s", len(c.done), n)
+		}
+	}
+	for i := range reqs {
+		if reqs[i].Err != nil {
+			t.Errorf("request %d: %v", i, reqs[i].Err)
+		}
+	}
+}
