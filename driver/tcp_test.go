@@ -252,8 +252,16 @@ func TestTCPTargetClosesConnection(t *testing.T) {
 // TestTCPNoAllocationsPerIO: a 4 KiB read and a 16 KiB write (R2T) through the whole
 // host (split layer, queue pair, NVMe/TCP queue) allocate nothing.
 func TestTCPNoAllocationsPerIO(t *testing.T) {
+	checkTCPAllocatesNothing(t, driver.Options{TCPDigests: nvmetcp.Digests{Header: true, Data: true}})
+}
+
+// checkTCPAllocatesNothing opens the host with opts against a loopback target and
+// fails if a 4 KiB read plus a 16 KiB write (R2T: above the 8 KiB in-capsule size)
+// allocate.
+func checkTCPAllocatesNothing(t *testing.T, opts driver.Options) {
+	t.Helper()
 	_, addr := startTarget(t, serve.Config{InCapsuleData: 8192}, 4<<20)
-	ts, _, err := driver.OpenTRID(tcpTRID(addr, serve.DefaultNQN), driver.Options{TCPDigests: nvmetcp.Digests{Header: true, Data: true}})
+	ts, _, err := driver.OpenTRID(tcpTRID(addr, serve.DefaultNQN), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -259,24 +259,6 @@ func TestTCPRecoverFromFatalStatus(t *testing.T) {
 // TestTCPRecoveryOptionsAllocateNothing: with --recover, --io-timeout and --retries the
 // NVMe/TCP I/O path still allocates nothing per I/O.
 func TestTCPRecoveryOptionsAllocateNothing(t *testing.T) {
-	_, addr := startTarget(t, serve.Config{InCapsuleData: 8192}, 4<<20)
-	opts := driver.Options{NVMe: nvme.Options{Recovery: nvme.RecoveryOptions{Recover: true, IOTimeout: time.Minute, Retries: 4, AsyncEvents: true}}}
-	ts, _, err := driver.OpenTRID(tcpTRID(addr, serve.DefaultNQN), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ts[0].Close()
-	w := &waiter{done: make([]*target.Request, 0, 8)}
-	q, err := ts[0].OpenQueue(target.QueueConfig{Depth: 2, IOSize: 16 << 10, Handler: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	rd := &target.Request{Op: target.OpRead, Length: 4096}
-	wr := &target.Request{Op: target.OpWrite, Offset: 1 << 20, Length: 16 << 10, Buf: 1}
-	do(t, q, w, rd, wr) // warm up
-	allocs := testing.AllocsPerRun(200, func() { do(t, q, w, rd, wr) })
-	if allocs != 0 {
-		t.Fatalf("%.1f allocations per read+write, want 0", allocs)
-	}
+	checkTCPAllocatesNothing(t, driver.Options{NVMe: nvme.Options{Recovery: nvme.RecoveryOptions{
+		Recover: true, IOTimeout: time.Minute, Retries: 4, AsyncEvents: true}}})
 }
