@@ -54,7 +54,7 @@ type DoorbellMode uint8
 // Doorbell modes.
 const (
 	// DoorbellPerPoll rings once per Poll when submissions are pending (SPDK's
-	// delay_cmd_submit; io_uring: every 2 SQEs and once per poll). The default.
+	// delay_cmd_submit; io_uring: in chunks of 2, 4, 8, ... SQEs and once per poll). The default.
 	DoorbellPerPoll DoorbellMode = iota
 	// DoorbellEveryN rings after every N submissions, and in Poll for any remainder.
 	DoorbellEveryN

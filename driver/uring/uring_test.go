@@ -719,8 +719,9 @@ func TestBusyPollEntersOnlyWhenNeeded(t *testing.T) {
 }
 
 // TestPerPollSubmitsInChunks: with the per-poll doorbell, Submit hands SQEs to the
-// kernel every submitChunk, so a poll's worth of resubmissions reaches the device
-// progressively; only the remainder waits for Poll.
+// kernel in chunks of 2, 4, 8, ... (restarting at 2 after each Poll), so the first of a
+// poll's resubmissions reach the device at once and the rest in a few calls; only the
+// remainder waits for Poll. One io_uring_enter per poll (or one per 2 SQEs) fails.
 func TestPerPollSubmitsInChunks(t *testing.T) {
 	p := tempFile(t)
 	tg, err := Open(p, Options{Size: 1 << 20})
@@ -728,19 +729,24 @@ func TestPerPollSubmitsInChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tg.Close()
-	const n = 2*submitChunk + 1
-	q, c := openQueue(t, tg, target.QueueConfig{Depth: 16, IOSize: 4096, Doorbell: target.DoorbellPerPoll})
+	const n = 2 + 4 + 8 + 3
+	q, c := openQueue(t, tg, target.QueueConfig{Depth: 32, IOSize: 4096, Doorbell: target.DoorbellPerPoll})
 	uq := q.(*queue)
 	start := uq.r.enters
-	reqs := make([]target.Request, n)
-	for i := range reqs {
+	// enters after each submission: at 2, 6 and 14 filled SQEs.
+	want := []int{0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3}
+	reqs := make([]target.Request, n+3)
+	for i := range n {
 		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) * 4096, Length: 4096, Buf: i}
 		if err := q.Submit(&reqs[i]); err != nil {
 			t.Fatal(err)
 		}
+		if enters := int(uq.r.enters - start); enters != want[i] {
+			t.Fatalf("after %d submissions: %d io_uring_enter calls; want %d", i+1, enters, want[i])
+		}
 	}
-	if enters, pending := uq.r.enters-start, uq.pending; enters != n/submitChunk || pending != n%submitChunk {
-		t.Fatalf("after %d submissions: %d io_uring_enter calls and %d SQEs pending; want %d and %d", n, enters, pending, n/submitChunk, n%submitChunk)
+	if uq.pending != 3 {
+		t.Fatalf("after %d submissions: %d SQEs pending; want 3", n, uq.pending)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for len(c.done) < n {
@@ -749,6 +755,25 @@ func TestPerPollSubmitsInChunks(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d requests completed within 30 s", len(c.done), n)
+		}
+	}
+	// After a Poll the chunk starts again at 2.
+	start = uq.r.enters
+	for i := n; i < n+3; i++ {
+		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) * 4096, Length: 4096, Buf: i}
+		if err := q.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if enters := uq.r.enters - start; enters != 1 || uq.pending != 1 {
+		t.Fatalf("3 submissions after a Poll: %d io_uring_enter calls, %d pending; want 1 and 1", enters, uq.pending)
+	}
+	for len(c.done) < n+3 {
+		if _, err := q.Poll(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests completed within 30 s", len(c.done), n+3)
 		}
 	}
 	for i := range reqs {
