@@ -154,24 +154,7 @@ func TestSimCMBAfterReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 40; i++ {
-		if st := do(t, q, ptr(readCmd(uint64(i))), buf.Slice(0, 512)); !st.OK() {
-			t.Fatal(st)
-		}
-	}
-	dev.Faults().SetFrozen(true)
-	var cb countingCB
-	cmd := readCmd(1)
-	if err := q.Submit(&cmd, buf.Slice(0, 512), &cb, nil); err != nil {
-		t.Fatal(err)
-	}
-	setFatal(t, dev)
-	if err := pollUntil(t, q, "the lost command completing", func() bool { return cb.failed == 1 }); err != nil {
-		t.Fatalf("poll failed instead of recovering: %v", err)
-	}
-	if c.Resets() != 1 {
-		t.Fatalf("%d resets, want 1", c.Resets())
-	}
+	resetLosingOneRead(t, dev, c, q, buf)
 	if !q.SQInCMB() {
 		t.Fatal("the re-created SQ is not in the CMB")
 	}

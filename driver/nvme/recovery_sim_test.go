@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeperf/nvmeperf/driver/bus"
 	"github.com/nvmeperf/nvmeperf/driver/nvme"
 	"github.com/nvmeperf/nvmeperf/driver/sim"
 	"github.com/nvmeperf/nvmeperf/driver/spec"
@@ -47,6 +48,31 @@ func checkRoundTripAllocsNothing(t *testing.T, dev *sim.Controller, q *nvme.QPai
 	}
 	if cb.ok < 2000 || cb.failed != 0 {
 		t.Errorf("%s: %+v", what, cb)
+	}
+}
+
+// resetLosingOneRead runs 40 reads on q (moving its rings and slots away from 0), then
+// makes the controller fatal with one read outstanding and polls until the reset has
+// completed that read with an error: exactly one reset.
+func resetLosingOneRead(t *testing.T, dev *sim.Controller, c *nvme.Controller, q *nvme.QPair, buf bus.Buffer) {
+	t.Helper()
+	for i := 0; i < 40; i++ { // move the rings and the slots away from 0
+		if st := do(t, q, ptr(readCmd(uint64(i))), buf.Slice(0, 512)); !st.OK() {
+			t.Fatal(st)
+		}
+	}
+	dev.Faults().SetFrozen(true)
+	var cb countingCB
+	cmd := readCmd(1)
+	if err := q.Submit(&cmd, buf.Slice(0, 512), &cb, nil); err != nil {
+		t.Fatal(err)
+	}
+	setFatal(t, dev)
+	if err := pollUntil(t, q, "the lost command completing", func() bool { return cb.failed == 1 }); err != nil {
+		t.Fatalf("poll failed instead of recovering: %v", err)
+	}
+	if c.Resets() != 1 {
+		t.Fatalf("%d resets, want 1", c.Resets())
 	}
 }
 
