@@ -25,9 +25,10 @@ man: build
 	$(BIN) gen-man build/man
 
 # test-tools: what the tests use from Debian when it is missing: fio
-# (fio_jsonplus_clat2csv, for the fio-json test) and openmpi-bin (mpirun, for the
-# launch test across ranks). Without apt-get those tests skip and say why.
-TEST_TOOLS := fio_jsonplus_clat2csv:fio mpirun:openmpi-bin
+# (fio_jsonplus_clat2csv, for the fio-json test), openmpi-bin (mpirun, for the
+# launch test across ranks), time (/usr/bin/time) and python3 (the bench/ scripts'
+# smoke test). Without apt-get those tests skip and say why.
+TEST_TOOLS := fio_jsonplus_clat2csv:fio mpirun:openmpi-bin /usr/bin/time:time python3:python3
 test-tools:
 	@missing=; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \

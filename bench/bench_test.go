@@ -1,0 +1,116 @@
+// Package bench_test runs the benchmark scripts in bench/ briefly, so that a renamed
+// flag or JSON field breaks a test instead of the next benchmark someone runs. The
+// numbers of these short runs mean nothing; the checks are that every row is there and
+// every figure parses.
+package bench_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// needTools skips the test, saying why, when a program the scripts use is missing
+// (`make test-tools` installs them on Debian).
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (make test-tools installs it): %v", tool, err)
+		}
+	}
+}
+
+// diskDir is a temporary directory on a disk-backed file system: direct I/O is
+// refused or meaningless on tmpfs, so the script refuses it.
+func diskDir(t *testing.T) string {
+	t.Helper()
+	for _, parent := range []string{os.TempDir(), "/var/tmp"} {
+		var st syscall.Statfs_t
+		if syscall.Statfs(parent, &st) != nil || st.Type == 0x01021994 /* TMPFS_MAGIC */ {
+			continue
+		}
+		dir, err := os.MkdirTemp(parent, "uring-vs-fio-")
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	t.Skip("no disk-backed temporary directory (TMPDIR and /var/tmp are tmpfs)")
+	return ""
+}
+
+var (
+	tableRow = regexp.MustCompile(`^  (fio|fio-fixed|nvmeperf) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+)$`)
+	ratioRow = regexp.MustCompile(`^  nvmeperf/fio +IOPS (\S+)x +CPU per I/O (\S+)x +thread CPU per I/O (\S+)x$`)
+	verdict  = regexp.MustCompile(`^  QD (\d+) +IOPS (\S+)x +CPU per I/O (\S+)x +floor (\S+)x +(met|not met: .+)$`)
+)
+
+// TestUringVsFio runs bench/uring_vs_fio.sh at two depths, one short round, on a small
+// file, and checks its tables: fio's and nvmeperf's rows with positive figures, the
+// ratios, and a verdict per depth.
+func TestUringVsFio(t *testing.T) {
+	needTools(t, "fio", "python3", "/usr/bin/time", "taskset", "go")
+	dir := diskDir(t)
+	cmd := exec.Command("./uring_vs_fio.sh")
+	cmd.Env = append(os.Environ(),
+		"BENCH_FILE="+filepath.Join(dir, "bench.dat"), "SIZE_MB=16", "DEPTHS=1 8",
+		"ROUNDS=1", "SECONDS_EACH=1", "FIO_FIXED=0")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("uring_vs_fio.sh failed after %v: %v\n%s", time.Since(start), err, out)
+	}
+	rows, ratios := map[string]int{}, 0
+	verdicts := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := tableRow.FindStringSubmatch(line); m != nil {
+			for _, f := range m[2:] {
+				v, err := strconv.ParseFloat(f, 64)
+				if err != nil || v < 0 {
+					t.Errorf("row %q: figure %q is not a non-negative number", line, f)
+				}
+			}
+			if iops, _ := strconv.ParseFloat(m[2], 64); iops <= 0 {
+				t.Errorf("row %q: no IOPS", line)
+			}
+			if cpu, _ := strconv.ParseFloat(m[3], 64); cpu <= 0 {
+				t.Errorf("row %q: no CPU per I/O", line)
+			}
+			rows[m[1]]++
+		}
+		if m := ratioRow.FindStringSubmatch(line); m != nil {
+			for _, f := range m[1:] {
+				if v, err := strconv.ParseFloat(f, 64); err != nil || v <= 0 {
+					t.Errorf("ratio line %q: %q is not a positive number", line, f)
+				}
+			}
+			ratios++
+		}
+		if m := verdict.FindStringSubmatch(line); m != nil {
+			verdicts[m[1]] = true
+		}
+	}
+	if rows["fio"] != 2 || rows["nvmeperf"] != 2 || rows["fio-fixed"] != 0 {
+		t.Errorf("want one fio and one nvmeperf row per depth (2 each) and no fio-fixed row (FIO_FIXED=0), got %v", rows)
+	}
+	if ratios != 2 {
+		t.Errorf("want a nvmeperf/fio ratio line per depth (2), got %d", ratios)
+	}
+	if !verdicts["1"] || !verdicts["8"] {
+		t.Errorf("want a verdict for QD 1 and QD 8, got %v", verdicts)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}
