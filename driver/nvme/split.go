@@ -183,6 +183,21 @@ func (q *nsQueue) pump() {
 	}
 }
 
+// issueOne issues a parent that is one command, as pump does for the FIFO's head. p
+// counts as queued while its command goes out: if the queue pair fails inside Submit
+// and completes the command there, CommandDone must leave p alone, as it does for a
+// parent pump is issuing; p is then delivered by the next Poll.
+func (q *nsQueue) issueOne(p *parentIO) {
+	p.queued = true
+	if err := q.issue(p); err != nil {
+		p.fail(err)
+	}
+	p.queued = false
+	if p.inflight == 0 {
+		q.deferred.push(p)
+	}
+}
+
 // issue submits the next child of p.
 func (q *nsQueue) issue(p *parentIO) error {
 	nlb := min(q.unitBlocks, p.nlb-p.next)

@@ -288,3 +288,44 @@ func TestSplitControllerFailure(t *testing.T) {
 		t.Error("submit on a failed queue accepted")
 	}
 }
+
+// TestOneCommandIOFailsInsideSubmit: with a doorbell per command, a removed device
+// fails the queue pair while Submit rings the doorbell, and the queue pair completes
+// that command before Submit returns. An I/O that is one command goes out without the
+// FIFO (issueOne); it must still complete exactly once, with an error, at the next
+// Poll, like every I/O outstanding before it.
+func TestOneCommandIOFailsInsideSubmit(t *testing.T) {
+	dev, c := newSim(t, func(cfg *sim.Config) { cfg.Store = sim.StoreDiscard })
+	h := newCollector(dev)
+	q := openTarget(t, c, target.QueueConfig{Depth: 4, IOSize: 4096, Doorbell: target.DoorbellPerCommand, Handler: h})
+	dev.Faults().SetFrozen(true) // the first commands stay outstanding
+	reqs := make([]target.Request, 4)
+	for i := range reqs[:3] {
+		reqs[i] = target.Request{Op: target.OpRead, Offset: uint64(i) * 4096, Length: 4096, Buf: i}
+		if err := q.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dev.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	reqs[3] = target.Request{Op: target.OpRead, Offset: 3 * 4096, Length: 4096, Buf: 3}
+	if err := q.Submit(&reqs[3]); err != nil {
+		t.Fatalf("Submit while the doorbell faults: %v (the failure belongs to the request, delivered by Poll)", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for h.completed < len(reqs) && time.Now().Before(deadline) {
+		q.Poll()
+	}
+	if h.completed != len(reqs) || q.Outstanding() != 0 {
+		t.Fatalf("%d of %d requests completed, %d outstanding", h.completed, len(reqs), q.Outstanding())
+	}
+	for i := range reqs {
+		if h.calls[&reqs[i]] != 1 || reqs[i].Err == nil {
+			t.Errorf("request %d: completed %d times, err %v", i, h.calls[&reqs[i]], reqs[i].Err)
+		}
+	}
+	if _, err := q.Poll(); !errors.Is(err, nvme.ErrFailed) {
+		t.Errorf("Poll after the removal: %v, want ErrFailed", err)
+	}
+}

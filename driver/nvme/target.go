@@ -201,6 +201,12 @@ func (q *nsQueue) Submit(r *target.Request) error {
 	if p.write {
 		q.prepareWrite(p)
 	}
+	if q.pending.count == 0 && p.nlb <= q.unitBlocks && q.qp.Outstanding() < q.qp.Capacity() {
+		// The usual I/O: one command, a free slot, nobody waiting before it. pump would
+		// issue it at once; doing so here skips the FIFO's push and pop per I/O.
+		q.issueOne(p)
+		return nil
+	}
 	q.enqueue(p)
 	q.pump()
 	return nil
