@@ -166,10 +166,12 @@ build_initramfs() {
 	copy_with_libs "$(command -v bash)" "$rd" bin/bash
 	cp "$WORK"/bin/* "$rd/bin/"
 	install -m 0755 "$ROOT/scripts/setup.sh" "$rd/bin/setup.sh"
-	# Step 68-tcp-bench: the benchmark script and fio with its libraries (~85 MB, so only
-	# when the step runs) for the kernel NVMe/TCP host; without fio on the host it skips.
+	# Steps 52-uring-bench and 68-tcp-bench: fio with its libraries (~85 MB, so only when
+	# one of them runs), and 68's benchmark script for the kernel NVMe/TCP host; without
+	# fio on the host they skip.
 	install -m 0755 "$ROOT/bench/tcp_vs_kernel.sh" "$rd/bin/tcp_vs_kernel.sh"
-	if command -v fio >/dev/null && [[ -z "${VMTEST_STEPS:-}" || " $VMTEST_STEPS " == *" 68-tcp-bench "* ]]; then
+	if command -v fio >/dev/null && [[ -z "${VMTEST_STEPS:-}" || " $VMTEST_STEPS " == *" 68-tcp-bench "* ||
+		" $VMTEST_STEPS " == *" 52-uring-bench "* ]]; then
 		copy_with_libs "$(command -v fio)" "$rd"
 	fi
 	install -m 0755 "$ROOT/scripts/lab/init" "$rd/init"
