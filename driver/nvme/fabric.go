@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -39,6 +40,15 @@ type Fabric interface {
 	ConnectQueue(cfg FabricQueueConfig) (FabricQueue, error)
 	// Close releases the transport once every queue is closed.
 	Close() error
+}
+
+// FabricContextConnector is a Fabric whose ConnectQueue can be called off. A queue pair
+// that connects again after a reset does so on a goroutine of its own
+// (fabricrecovery.go); when the queue pair is freed or the connection is no longer
+// wanted, the context is cancelled, and a transport that implements this returns at
+// once instead of when its connect timeout ends.
+type FabricContextConnector interface {
+	ConnectQueueContext(ctx context.Context, cfg FabricQueueConfig) (FabricQueue, error)
 }
 
 // FabricQueueConfig describes a queue pair to connect.
