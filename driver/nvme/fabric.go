@@ -370,6 +370,9 @@ type fabricQueueState struct {
 	// a parkedQueue that keeps what is submitted until the queue reconnects
 	// (fabricrecovery.go).
 	parked bool
+	// connecting is the queue's connect after a reset, running on a goroutine of its
+	// own (fabricrecovery.go); nil when none is under way.
+	connecting *fabricConnect
 }
 
 // submitFabric is Submit on a fabric queue: request idx (popped from the top n of the
