@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ type gatedFabric struct {
 	started chan struct{} // one value per connect begun
 	made    atomic.Int32
 	last    atomic.Pointer[countingQueue] // the last connection made
+	mu      sync.Mutex
+	all     []*countingQueue // every connection made
 }
 
 func newGatedFabric() *gatedFabric {
@@ -43,6 +46,9 @@ func (f *gatedFabric) connect(ctx context.Context) (FabricQueue, error) {
 	}
 	fq := &countingQueue{}
 	f.last.Store(fq)
+	f.mu.Lock()
+	f.all = append(f.all, fq)
+	f.mu.Unlock()
 	f.made.Add(1)
 	return fq, nil
 }
@@ -176,5 +182,56 @@ func TestFabricConnectStopWaits(t *testing.T) {
 	}
 	if g.made.Load() != 1 || cn.fq != nil || g.last.Load().closes.Load() != 1 {
 		t.Fatalf("%d connections made, handed over %v; want 1, closed once, none handed over", g.made.Load(), cn.fq)
+	}
+}
+
+// TestFabricReconnectNewGenerationMidConnect: when the reset generation moves on while
+// the queue pair connects (a reset that came and went between two polls), the next
+// Poll drops that connect and starts one for the new generation; the stale connection
+// is closed and only the new one is installed.
+func TestFabricReconnectNewGenerationMidConnect(t *testing.T) {
+	f := newGatedFabric()
+	c := &Controller{fabric: f}
+	q := &QPair{ctrl: c, id: 1, fab: fabricQueueState{cfg: FabricQueueConfig{QID: 1}}, fabric: parkedQueue{}}
+	q.fab.parked = true
+	c.rec.gen.Store(1) // the reset that parked it is done
+	if n, err := q.pollRecoveringFabric(); n != 0 || err != nil {
+		t.Fatalf("first poll: %d, %v", n, err)
+	}
+	stale := q.fab.connecting
+	if stale == nil || stale.gen != 1 {
+		t.Fatal("the first poll of generation 1 started no connect for it")
+	}
+	waitStarted(t, f)
+	c.rec.gen.Store(2) // another reset, done before this poll
+	if n, err := q.pollRecoveringFabric(); n != 0 || err != nil || !q.fab.parked {
+		t.Fatalf("poll after the new generation: %d, %v, parked %v; want 0, nil, parked", n, err, q.fab.parked)
+	}
+	fresh := q.fab.connecting
+	if fresh == nil || fresh == stale || fresh.gen != 2 {
+		t.Fatal("the poll of generation 2 did not replace the stale connect")
+	}
+	waitStarted(t, f)
+	close(f.release) // both connects finish
+	waitDone(t, stale)
+	waitDone(t, fresh)
+	if _, err := q.pollRecoveringFabric(); err != nil || q.fab.parked || q.fab.connecting != nil {
+		t.Fatalf("poll after the connect: %v, parked %v; want the connection installed", err, q.fab.parked)
+	}
+	installed, ok := q.fabric.(*countingQueue)
+	if !ok || installed.closes.Load() != 0 {
+		t.Fatalf("installed %T; want an open connection", q.fabric)
+	}
+	// The stale connect made a connection too: closed once, not installed.
+	if len(f.all) != 2 {
+		t.Fatalf("%d connections made, want 2", len(f.all))
+	}
+	for _, fq := range f.all {
+		if fq != installed && fq.closes.Load() != 1 {
+			t.Fatalf("the stale connection was closed %d times, want once", fq.closes.Load())
+		}
+	}
+	if c.EventCount(EventReconnect) != 1 || q.rcv.gen != 2 {
+		t.Fatalf("%d reconnect events, generation %d; want 1, 2", c.EventCount(EventReconnect), q.rcv.gen)
 	}
 }

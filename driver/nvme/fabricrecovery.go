@@ -416,12 +416,12 @@ func (cn *fabricConnect) run(ctx context.Context, f Fabric, cfg FabricQueueConfi
 // abandon calls the connect off without waiting for it: a connection it made, or
 // makes later, is closed.
 func (cn *fabricConnect) abandon() {
-	cn.cancel()
 	cn.mu.Lock()
-	cn.abandoned = true
+	cn.abandoned = true // before the cancel, so that the cancelled connect hands over nothing
 	fq := cn.fq
 	cn.fq = nil
 	cn.mu.Unlock()
+	cn.cancel()
 	if fq != nil {
 		_ = fq.Close()
 	}
