@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -39,6 +40,15 @@ type Fabric interface {
 	ConnectQueue(cfg FabricQueueConfig) (FabricQueue, error)
 	// Close releases the transport once every queue is closed.
 	Close() error
+}
+
+// FabricContextConnector is a Fabric whose ConnectQueue can be called off. A queue pair
+// that connects again after a reset does so on a goroutine of its own
+// (fabricrecovery.go); when the queue pair is freed or the connection is no longer
+// wanted, the context is cancelled, and a transport that implements this returns at
+// once instead of when its connect timeout ends.
+type FabricContextConnector interface {
+	ConnectQueueContext(ctx context.Context, cfg FabricQueueConfig) (FabricQueue, error)
 }
 
 // FabricQueueConfig describes a queue pair to connect.
@@ -360,6 +370,9 @@ type fabricQueueState struct {
 	// a parkedQueue that keeps what is submitted until the queue reconnects
 	// (fabricrecovery.go).
 	parked bool
+	// connecting is the queue's connect after a reset, running on a goroutine of its
+	// own (fabricrecovery.go); nil when none is under way.
+	connecting *fabricConnect
 }
 
 // submitFabric is Submit on a fabric queue: request idx (popped from the top n of the

@@ -1,8 +1,10 @@
 package nvme
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nvmeperf/nvmeperf/driver/spec"
@@ -17,7 +19,8 @@ import (
 // controller ID), and then the reset PCIe runs (recovery.go, resetController): enable
 // through Property Set, wait for CSTS.RDY, identify again and check that it is the
 // same subsystem, limits and namespaces. Each I/O queue pair then connects its own
-// queue again, on its owner's goroutine, at its next Poll.
+// queue again: its next Poll starts the connect on a goroutine of its own, and a later
+// Poll, on the owner's goroutine, installs the connection (pollRecoveringFabric).
 //
 // Unlike a PCIe reset, which runs on the worker that saw the failure (a register reset
 // takes milliseconds), a fabric reset may wait for a target to come back: it runs on
@@ -249,8 +252,9 @@ func (c *Controller) recoveryGaveUp() error {
 
 // pollRecoveringFabric is Poll on a recovering fabric queue pair (pollRecovering). A
 // lost connection, or a reset under way, parks the queue pair; after the reset it
-// connects again and sends what was submitted meanwhile. Only when recovery gives up
-// does Poll return an error.
+// connects again — on a goroutine of its own, so this worker's other queue pairs are
+// polled meanwhile — and, at the Poll that finds the connection made, sends what was
+// submitted meanwhile. Only when recovery gives up does Poll return an error.
 func (q *QPair) pollRecoveringFabric() (int, error) {
 	c := q.ctrl
 	if q.failed != nil && !q.fab.parked {
@@ -258,15 +262,16 @@ func (q *QPair) pollRecoveringFabric() (int, error) {
 	}
 	if c.rec.resetting.Load() {
 		q.park(errResetting)
+		q.dropConnect() // to the association the reset replaces
 		return 0, nil
 	}
-	if q.rcv.gen != c.rec.gen.Load() {
-		if err := q.reconnectFabric(); err != nil {
+	if gen := c.rec.gen.Load(); q.rcv.gen != gen || q.fab.connecting != nil {
+		if err := q.reconnectFabric(gen); err != nil {
 			return 0, err
 		}
 	}
 	if q.fab.parked {
-		return 0, nil // the reset it asked for has not begun, or its connection failed
+		return 0, nil // the reset it asked for has not begun, it is connecting, or its connection failed
 	}
 	n, err := q.pollGuarded()
 	if err != nil {
@@ -294,26 +299,55 @@ func (q *QPair) park(cause error) {
 	q.idlePolls, q.idleSince = 0, time.Time{}
 }
 
-// reconnectFabric brings the queue pair to the controller's current reset generation:
-// it connects its queue to the new association and sends the commands submitted while
-// it was parked, or fails for good when recovery gave up. A queue that cannot connect
+// reconnectFabric brings the queue pair to the controller's reset generation gen: it
+// starts connecting its queue to the new association, and at a later Poll, once that
+// is done, installs the connection and sends the commands submitted while it was
+// parked; or it fails for good when recovery gave up. A queue that cannot connect
 // fails the new association too (another reset) and stays parked.
-func (q *QPair) reconnectFabric() error {
+//
+// The connect (TCP connect, ICReq/ICResp, Fabrics Connect: up to the transport's
+// connect timeout when a target is slow) runs on a goroutine of its own, so that a
+// worker driving several queue pairs goes on polling the others: their completions
+// would otherwise wait, and their latencies grow by time the device never took. The
+// goroutine touches nothing of q: it only hands over its result (fabricConnect).
+func (q *QPair) reconnectFabric(gen uint32) error {
 	c := q.ctrl
+	if cn := q.fab.connecting; cn != nil {
+		if cn.gen == gen {
+			select {
+			case <-cn.done:
+			default:
+				return nil // still connecting
+			}
+			q.fab.connecting = nil
+			q.connected(cn)
+			return nil
+		}
+		q.dropConnect() // to an association a later reset replaced
+	}
 	if err := c.recoveryGaveUp(); err != nil {
 		q.fab.parked = false
 		q.failed = nil
 		q.fail(err) // what waited for the connection
 		return err
 	}
-	gen := c.rec.gen.Load()
 	q.park(errQueuesLost)
 	q.rcv.gen = gen
-	if err := q.dialFabric(); err != nil {
-		c.rec.note(Event{Kind: EventReconnect, QID: q.id, Detail: "connecting again failed: " + err.Error()})
-		c.fabricFailure(gen, err)
-		return nil
+	q.startConnect(gen)
+	return nil
+}
+
+// connected takes the result of the connect cn, which is done: the queue pair installs
+// the new connection and sends the commands it kept, or reports the failure.
+func (q *QPair) connected(cn *fabricConnect) {
+	c := q.ctrl
+	if cn.err != nil {
+		c.rec.note(Event{Kind: EventReconnect, QID: q.id, Detail: "connecting again failed: " + cn.err.Error()})
+		c.fabricFailure(cn.gen, cn.err)
+		return
 	}
+	q.fabric = cn.fq
+	cn.fq = nil
 	q.fab.parked = false
 	q.active = 0
 	waiting := 0
@@ -329,7 +363,89 @@ func (q *QPair) reconnectFabric() error {
 	}
 	c.rec.note(Event{Kind: EventReconnect, QID: q.id, Detail: fmt.Sprintf(
 		"connected again (controller ID %d); %d commands submitted meanwhile sent", c.fabricControllerID(), waiting)})
-	return nil
+}
+
+// fabricConnect is a queue pair's connect after a reset, running on a goroutine of its
+// own. The owner goroutine sets gen, cancel and done before starting it and reads fq
+// and err only after done is closed; the connect goroutine writes fq and err, under mu,
+// and nothing else. A connect given up on (abandoned) closes the connection it made,
+// whichever of the two goroutines is last.
+type fabricConnect struct {
+	gen    uint32 // reset generation it connects for
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the connect goroutine ends
+
+	mu        sync.Mutex
+	abandoned bool
+	fq        FabricQueue
+	err       error
+}
+
+// startConnect starts connecting the queue pair's queue for reset generation gen.
+func (q *QPair) startConnect(gen uint32) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := &fabricConnect{gen: gen, cancel: cancel, done: make(chan struct{})}
+	q.fab.connecting = cn
+	go cn.run(ctx, q.ctrl.fabric, q.fab.cfg)
+}
+
+// run connects (on its own goroutine) and hands over the result.
+func (cn *fabricConnect) run(ctx context.Context, f Fabric, cfg FabricQueueConfig) {
+	defer close(cn.done)
+	var fq FabricQueue
+	var err error
+	if cf, ok := f.(FabricContextConnector); ok {
+		fq, err = cf.ConnectQueueContext(ctx, cfg)
+	} else {
+		fq, err = f.ConnectQueue(cfg)
+	}
+	if err != nil {
+		err = fmt.Errorf("nvme: connecting %s queue %d: %w", f.Name(), cfg.QID, err)
+	}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.abandoned {
+		if fq != nil {
+			_ = fq.Close()
+		}
+		return
+	}
+	cn.fq, cn.err = fq, err
+}
+
+// abandon calls the connect off without waiting for it: a connection it made, or
+// makes later, is closed.
+func (cn *fabricConnect) abandon() {
+	cn.mu.Lock()
+	cn.abandoned = true // before the cancel, so that the cancelled connect hands over nothing
+	fq := cn.fq
+	cn.fq = nil
+	cn.mu.Unlock()
+	cn.cancel()
+	if fq != nil {
+		_ = fq.Close()
+	}
+}
+
+// dropConnect abandons the queue pair's connect under way, if any, without waiting for
+// it (a Poll returns at once).
+func (q *QPair) dropConnect() {
+	if cn := q.fab.connecting; cn != nil {
+		q.fab.connecting = nil
+		cn.abandon()
+	}
+}
+
+// stopConnect abandons the queue pair's connect under way, if any, and waits for its
+// goroutine to end (the queue pair is being freed: nothing may outlive it). Cancelling
+// ends a transport's connect at once when it implements FabricContextConnector;
+// otherwise the wait is bounded by the transport's own connect timeout.
+func (q *QPair) stopConnect() {
+	if cn := q.fab.connecting; cn != nil {
+		q.fab.connecting = nil
+		cn.abandon()
+		<-cn.done
+	}
 }
 
 // parkedQueue stands in for the connection of a parked queue pair: it accepts commands

@@ -230,6 +230,7 @@ func (q *QPair) alloc(size int) (bus.Buffer, error) {
 // freeMemory releases the queue pair's DMA memory, or hands it to the controller to
 // free once it is disabled when the controller may still reach it (see freeDMA).
 func (q *QPair) freeMemory(deviceMayUse bool) {
+	q.stopConnect() // fabricrecovery.go: a reconnect under way is called off
 	if q.fabric != nil {
 		_ = q.fabric.Close() // outstanding commands are abandoned with the connection
 		q.fabric = nil

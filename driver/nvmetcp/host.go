@@ -1,6 +1,7 @@
 package nvmetcp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,16 @@ func (h *Host) Close() error { return nil }
 // ConnectQueue implements nvme.Fabric: a TCP connection, ICReq/ICResp and a Fabrics
 // Connect (CNTLID FFFFh for the admin queue, the admin queue's CNTLID for I/O queues).
 func (h *Host) ConnectQueue(cfg nvme.FabricQueueConfig) (nvme.FabricQueue, error) {
+	return h.ConnectQueueContext(context.Background(), cfg)
+}
+
+var _ nvme.FabricContextConnector = (*Host)(nil)
+
+// ConnectQueueContext implements nvme.FabricContextConnector: ConnectQueue that ends as
+// soon as ctx is done — the dial is cancelled, or the connection closed under the
+// ICReq/Connect exchange — so a queue pair freed while it reconnects in the background
+// waits for nothing.
+func (h *Host) ConnectQueueContext(ctx context.Context, cfg nvme.FabricQueueConfig) (nvme.FabricQueue, error) {
 	h.mu.Lock()
 	cntlid, admin := h.cntlid, h.admin
 	h.mu.Unlock()
@@ -97,13 +108,19 @@ func (h *Host) ConnectQueue(cfg nvme.FabricQueueConfig) (nvme.FabricQueue, error
 	if cfg.Entries < 2 || cfg.Entries > 65536 || cfg.Requests < 1 || cfg.Requests >= cfg.Entries {
 		return nil, fmt.Errorf("nvmetcp: queue of %d entries with %d requests", cfg.Entries, cfg.Requests)
 	}
-	nc, err := net.DialTimeout("tcp", h.cfg.Addr, h.cfg.ConnectTimeout)
+	d := net.Dialer{Timeout: h.cfg.ConnectTimeout}
+	nc, err := d.DialContext(ctx, "tcp", h.cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("nvmetcp: connecting to %s: %w", h.cfg.Addr, err)
 	}
 	q, err := newHostQueue(nc, h.cfg, cfg)
 	if err == nil {
+		// Closing the connection is what ends a blocked read or write at once.
+		stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 		err = q.connect(h.cfg, cfg, cntlid)
+		if !stop() && ctx.Err() != nil {
+			err = fmt.Errorf("connecting was called off: %w", ctx.Err())
+		}
 	}
 	if err != nil {
 		nc.Close()
