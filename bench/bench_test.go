@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench_test runs the benchmark scripts in bench/ briefly, so that a renamed
 // flag or JSON field breaks a test instead of the next benchmark someone runs. The
 // numbers of these short runs mean nothing; the checks are that every row is there and
@@ -28,8 +30,9 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
-// diskDir is a temporary directory on a disk-backed file system: direct I/O is
-// refused or meaningless on tmpfs, so the script refuses it.
+// diskDir is a temporary directory on a disk-backed file system that takes direct
+// I/O: the script refuses tmpfs (direct I/O there measures memory), and both tools open
+// the file with O_DIRECT, which some file systems (older overlayfs) refuse.
 func diskDir(t *testing.T) string {
 	t.Helper()
 	for _, parent := range []string{os.TempDir(), "/var/tmp"} {
@@ -41,11 +44,30 @@ func diskDir(t *testing.T) string {
 		if err != nil {
 			continue
 		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return dir
+		if directIO(filepath.Join(dir, "probe")) {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+		os.RemoveAll(dir)
 	}
-	t.Skip("no disk-backed temporary directory (TMPDIR and /var/tmp are tmpfs)")
+	t.Skip("no temporary directory on a disk-backed file system that takes O_DIRECT (tried TMPDIR and /var/tmp)")
 	return ""
+}
+
+// directIO reports whether a 4 KiB O_DIRECT write to a new file at path works.
+func directIO(path string) bool {
+	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_DIRECT, 0o600)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	buf, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON) // page-aligned
+	if err != nil {
+		return false
+	}
+	defer syscall.Munmap(buf)
+	n, err := syscall.Write(fd, buf)
+	return err == nil && n == len(buf)
 }
 
 var (
