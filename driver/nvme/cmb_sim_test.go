@@ -36,6 +36,8 @@ func TestSimCMBQueuesRoundTrip(t *testing.T) {
 		{"inline", func(c *sim.Config) { c.Inline = true }},
 		{"shadowdb", func(c *sim.Config) { c.ShadowDoorbell = true }},
 		{"dstrd2-8k-pages", func(c *sim.Config) { c.DSTRD, c.MPSMIN = 2, 1 }},
+		// NVMe 1.3: no CAP.CMBS, no CMBMSC to write, the CMB 4 KiB into its BAR.
+		{"legacy", func(c *sim.Config) { c.CMBLegacy = true }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,10 +144,19 @@ func TestSimCMBFullFallsBack(t *testing.T) {
 }
 
 // A reset may clear CMBMSC; recovery enables the CMB again before the queues are
-// re-created in it, with shadow doorbells on as well, so I/O goes on in the CMB.
+// re-created in it, with shadow doorbells on as well, so I/O goes on in the CMB. A
+// legacy (NVMe 1.3) CMB has no CMBMSC: recovery writes none and the queues go back in.
 func TestSimCMBAfterReset(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "nvme1.4", true: "legacy"}[legacy], func(t *testing.T) {
+			testSimCMBAfterReset(t, legacy)
+		})
+	}
+}
+
+func testSimCMBAfterReset(t *testing.T, legacy bool) {
 	dev, c := cmbSim(t, 1<<20, nvme.Options{Recovery: nvme.RecoveryOptions{Recover: true, MaxResets: 2}},
-		func(cfg *sim.Config) { cfg.ShadowDoorbell = true })
+		func(cfg *sim.Config) { cfg.ShadowDoorbell, cfg.CMBLegacy = true, legacy })
 	q, err := c.NewIOQPair(nvme.QPairOptions{Entries: 16})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,12 @@ import (
 //
 // Misuse is counted as ViolationCMB: a queue in the CMB's BAR while CMSE is clear, a
 // queue that runs past the CMB's end, a completion queue in the CMB (CMBSZ.CQS is 0).
+//
+// Config.CMBLegacy (cmblegacy) publishes it the NVMe 1.3 way instead, as QEMU's
+// legacy-cmb does: CAP.CMBS clear, CMBLOC and CMBSZ readable as they are, no CMBMSC
+// (a host write there is a violation: the register does not exist), and the controller
+// decodes the CMB at its BAR address from the start. The CMB starts cmbLegacyOffset
+// into BAR 2 (CMBLOC.OFST 1), so a host that ignores OFST misplaces its queues.
 
 // cmbBIR is the BAR the CMB is in, as on QEMU's controller.
 const cmbBIR = 2
@@ -29,12 +35,17 @@ const cmbBIR = 2
 // (dmaBase upward), so that host memory and the CMB never overlap.
 const cmbBusAddr = 0xE0_0000_0000
 
+// cmbLegacyOffset is where the legacy CMB starts in BAR 2: one CMBSZ unit (4 KiB).
+const cmbLegacyOffset = 4096
+
 // cmbState is the controller memory buffer: off the Go heap, mapped for the life of
 // the controller.
 type cmbState struct {
-	mem []byte
-	pin atomic.Int32 // queues in the CMB (it is never freed by the host: nothing to refuse)
-	sqs atomic.Uint64
+	bar    []byte       // BAR 2
+	mem    []byte       // the CMB: bar from its offset on
+	legacy bool         // NVMe 1.3 scheme: decoded at cmbBusAddr+cmbLegacyOffset, no CMBMSC
+	pin    atomic.Int32 // queues in the CMB (it is never freed by the host: nothing to refuse)
+	sqs    atomic.Uint64
 }
 
 // initCMB maps the buffer and publishes it in CAP, CMBLOC and CMBSZ.
@@ -42,14 +53,20 @@ func (c *Controller) initCMB() error {
 	if c.cfg.CMB == 0 {
 		return nil
 	}
-	mem, err := unix.Mmap(-1, 0, int(c.cfg.CMB), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	off := 0
+	if c.cfg.CMBLegacy {
+		off = cmbLegacyOffset
+	}
+	bar, err := unix.Mmap(-1, 0, off+int(c.cfg.CMB), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return fmt.Errorf("sim: mapping the %d-byte controller memory buffer: %w", c.cfg.CMB, err)
 	}
-	c.cmb.mem = mem
-	capReg := spec.CAP(c.regs.Read64(spec.RegCAP)) | spec.CAPCMBS
-	c.regs.Write64(spec.RegCAP, uint64(capReg))
-	c.regs.Write32(spec.RegCMBLOC, uint32(spec.MakeCMBLOC(cmbBIR, 0)))
+	c.cmb.bar, c.cmb.mem, c.cmb.legacy = bar, bar[off:], c.cfg.CMBLegacy
+	if !c.cmb.legacy {
+		capReg := spec.CAP(c.regs.Read64(spec.RegCAP)) | spec.CAPCMBS
+		c.regs.Write64(spec.RegCAP, uint64(capReg))
+	}
+	c.regs.Write32(spec.RegCMBLOC, uint32(spec.MakeCMBLOC(cmbBIR, uint32(off/4096))))
 	c.regs.Write32(spec.RegCMBSZ, uint32(spec.MakeCMBSZ(spec.CMBSZSQS, 0, uint32(c.cfg.CMB/4096))))
 	return nil
 }
@@ -59,7 +76,7 @@ func (c *Controller) initCMB() error {
 // CMBMSC across CC.EN; clearing it is the stricter model, and it proves the host
 // programs it again after a reset.)
 func (c *Controller) resetCMB() {
-	if c.cmb.mem != nil {
+	if c.cmb.mem != nil && !c.cmb.legacy {
 		c.regs.Write64(spec.RegCMBMSC, 0)
 	}
 }
@@ -69,23 +86,23 @@ func (c *Controller) releaseCMB() error {
 	if c.cmb.mem == nil {
 		return nil
 	}
-	err := unix.Munmap(c.cmb.mem)
-	c.cmb.mem = nil
+	err := unix.Munmap(c.cmb.bar)
+	c.cmb.bar, c.cmb.mem = nil, nil
 	if err != nil {
 		return fmt.Errorf("sim: close: unmapping the controller memory buffer: %w", err)
 	}
 	return nil
 }
 
-// MapBAR maps BAR index of the simulated controller for the host: BAR 2 is the
-// controller memory buffer when Config.CMB is set. The buffer's Addr is the BAR's
-// simulated bus address, the value a host programs as CMBMSC.CBA. It implements
-// bus.BARMapper; the mapping lives until Close.
+// MapBAR maps BAR index of the simulated controller for the host: BAR 2 holds the
+// controller memory buffer when Config.CMB is set (from offset 0, or 4 KiB in for
+// CMBLegacy). The buffer's Addr is the BAR's simulated bus address, the value a host
+// programs as CMBMSC.CBA. It implements bus.BARMapper; the mapping lives until Close.
 func (c *Controller) MapBAR(index int) (bus.Buffer, error) {
 	if index != cmbBIR || c.cmb.mem == nil {
 		return bus.Buffer{}, fmt.Errorf("sim: BAR %d is not implemented (the simulated controller has BAR 0%s)", index, map[bool]string{true: " and BAR 2, its controller memory buffer", false: ""}[c.cmb.mem != nil])
 	}
-	return bus.Buffer{Bytes: c.cmb.mem, Addr: cmbBusAddr}, nil
+	return bus.Buffer{Bytes: c.cmb.bar, Addr: cmbBusAddr}, nil
 }
 
 // queueMemory finds the ring of a queue of n bytes at addr: in the CMB when the host
@@ -98,14 +115,19 @@ func (c *Controller) queueMemory(addr, n uint64, sq bool, id uint16) ([]byte, *a
 		if sq {
 			kind = "SQ"
 		}
+		// Where the controller decodes the CMB: from CMBMSC (NVMe 1.4), or at its BAR
+		// address from the start (legacy).
 		msc := spec.CMBMSC(c.regs.Read64(spec.RegCMBMSC))
-		lo := uint64(cmbBusAddr)
-		if msc.CMSE() {
+		enabled, lo := msc.CMSE(), uint64(cmbBusAddr)
+		switch {
+		case c.cmb.legacy:
+			enabled, lo = true, cmbBusAddr+cmbLegacyOffset
+		case enabled:
 			lo = msc.CBA()
 		}
 		overlaps := func(base uint64) bool { return addr < base+size && addr+n > base }
 		switch {
-		case msc.CMSE() && addr >= lo && addr-lo < size:
+		case enabled && addr >= lo && addr-lo < size:
 			if n > size-(addr-lo) {
 				c.violation(ViolationCMB, "%s %d at %#x (%d bytes) runs past the end of the %d-byte CMB at %#x", kind, id, addr, n, size, lo)
 				return nil, nil, generic(spec.SCInvalidUseOfCMB)
@@ -119,10 +141,13 @@ func (c *Controller) queueMemory(addr, n uint64, sq bool, id uint16) ([]byte, *a
 				c.cmb.sqs.Add(1)
 			}
 			return c.cmb.mem[off : off+n : off+n], &c.cmb.pin, spec.StatusSuccess
-		case msc.CMSE() && overlaps(lo):
+		case enabled && overlaps(lo):
 			c.violation(ViolationCMB, "%s %d at %#x (%d bytes) starts before the CMB at %#x and runs into it", kind, id, addr, n, lo)
 			return nil, nil, generic(spec.SCInvalidUseOfCMB)
-		case !msc.CMSE() && overlaps(cmbBusAddr):
+		case c.cmb.legacy && overlaps(cmbBusAddr):
+			c.violation(ViolationCMB, "%s %d at %#x is in BAR 2 before the CMB, which starts at offset %#x (CMBLOC.OFST)", kind, id, addr, cmbLegacyOffset)
+			return nil, nil, generic(spec.SCInvalidUseOfCMB)
+		case !enabled && overlaps(cmbBusAddr):
 			c.violation(ViolationCMB, "%s %d at %#x is in the CMB's BAR but CMBMSC.CMSE is clear (the controller would not decode it)", kind, id, addr)
 			return nil, nil, generic(spec.SCInvalidUseOfCMB)
 		}

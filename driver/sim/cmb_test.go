@@ -126,3 +126,67 @@ func TestCMBKey(t *testing.T) {
 		}
 	}
 }
+
+func TestCMBLegacyKey(t *testing.T) {
+	cfg, err := ParseOptions(map[string]string{"cmb": "1m", "cmblegacy": "1"})
+	if err != nil || !cfg.CMBLegacy || cfg.CMB != 1<<20 {
+		t.Fatalf("cmb:1m cmblegacy:1: %+v, %v", cfg, err)
+	}
+	if _, err := ParseOptions(map[string]string{"cmblegacy": "yes"}); err == nil || !strings.Contains(err.Error(), "cmblegacy") {
+		t.Errorf("cmblegacy:yes: %v", err)
+	}
+	bad := testConfig()
+	bad.CMBLegacy = true
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "CMBLegacy") {
+		t.Errorf("CMBLegacy without a CMB: %v", err)
+	}
+}
+
+// The NVMe 1.3 scheme (cmblegacy): CAP.CMBS clear, the CMB 4 KiB into BAR 2
+// (CMBLOC.OFST 1) and decoded there from the start, without CMBMSC; a write to CMBMSC,
+// a register such a controller does not have, is counted, and so is a queue in BAR 2
+// before the CMB's offset.
+func TestCMBLegacy(t *testing.T) {
+	cfg := cmbConfig()
+	cfg.CMBLegacy = true
+	h := newHost(t, cfg)
+	if spec.CAP(h.regs.Read64(spec.RegCAP)).CMBS() {
+		t.Error("CAP.CMBS set on a legacy CMB")
+	}
+	sz := spec.CMBSZ(h.regs.Read32(spec.RegCMBSZ))
+	loc := spec.CMBLOC(h.regs.Read32(spec.RegCMBLOC))
+	if sz.Size() != 64<<10 || !sz.SQS() || loc.BIR() != 2 || uint64(loc.OFST())*sz.Unit() != cmbLegacyOffset {
+		t.Errorf("%v, BIR %d OFST %d", sz, loc.BIR(), loc.OFST())
+	}
+	bar, err := h.c.MapBAR(2)
+	if err != nil || bar.Len() != cmbLegacyOffset+64<<10 {
+		t.Fatalf("MapBAR(2): %d bytes, %v; want the CMB and the 4 KiB before it", bar.Len(), err)
+	}
+	base := uint64(cmbBusAddr + cmbLegacyOffset)
+	q := h.allocQueue(1, 16, 16)
+	q.sq = bus.Buffer{Bytes: bar.Bytes[cmbLegacyOffset+8192 : cmbLegacyOffset+8192+16*spec.SQESize], Addr: base + 8192}
+	if s := st(h.adminCmd(createCQCmd(1, 16, q.cq.Addr))); !s.OK() {
+		t.Fatal(s)
+	}
+	if s := st(h.adminCmd(createSQCmd(1, 16, q.sq.Addr, 1))); !s.OK() {
+		t.Fatalf("create SQ in the legacy CMB without CMBMSC: %v", s)
+	}
+	buf := h.mustAlloc(4096)
+	for i := 0; i < 40; i++ { // laps of the 16-entry ring
+		fillPattern(buf.Bytes, byte(i))
+		if s := h.rw(q, spec.IOWrite, 1, uint64(i), 1, buf); !s.OK() {
+			t.Fatalf("write %d: %v", i, s)
+		}
+	}
+	if n := h.c.Stats().CMBSQs; n != 1 {
+		t.Errorf("CMBSQs %d, want 1", n)
+	}
+	if v := h.c.Violations(); v.Total != 0 {
+		t.Fatalf("violations %v: %s", v.Counts, v.Last)
+	}
+	wantStatus(t, "SQ in BAR 2 before the CMB", st(h.adminCmd(createSQCmd(2, 16, cmbBusAddr, 1))), generic(spec.SCInvalidUseOfCMB))
+	h.regs.Write32(spec.RegCMBMSC, uint32(spec.CMBMSCCRE))
+	if v := h.c.Violations(); v.Counts[ViolationCMB] != 2 || !strings.Contains(v.Last, "CMBMSC") {
+		t.Errorf("after a queue before the CMB and a CMBMSC write: %d CMB violations, last %q", v.Counts[ViolationCMB], v.Last)
+	}
+}

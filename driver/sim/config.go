@@ -81,6 +81,9 @@ type Config struct {
 	// CMB is the size in bytes of a controller memory buffer that can hold I/O
 	// submission queues (cmb; cmb.go), 0 for none: a multiple of 4 KiB up to 1 GiB.
 	CMB uint64
+	// CMBLegacy publishes the CMB the NVMe 1.3 way (cmblegacy; cmb.go): CAP.CMBS clear,
+	// no CMBMSC, the buffer decoded at its BAR address from the start, 4 KiB into BAR 2.
+	CMBLegacy bool
 }
 
 // DefaultConfig is one 1 GiB namespace of 4 KiB blocks on a null-model controller with
@@ -275,7 +278,7 @@ func (cfg *Config) set(key, val string) error {
 			return badValue(key, val, fmt.Sprintf("CAP.MPSMIN from 0 to %d (memory page 4 KiB << mpsmin)", maxMPSMIN))
 		}
 		cfg.MPSMIN = uint8(n)
-	case "regs32", "strict", "shadowdb":
+	case "regs32", "strict", "shadowdb", "cmblegacy":
 		b, err := strconv.ParseBool(val)
 		if err != nil {
 			return badValue(key, val, "1 or 0 (true or false)")
@@ -285,6 +288,8 @@ func (cfg *Config) set(key, val string) error {
 			cfg.Regs32 = b
 		case "strict":
 			cfg.Strict = b
+		case "cmblegacy":
+			cfg.CMBLegacy = b
 		default:
 			cfg.ShadowDoorbell = b
 		}
@@ -322,7 +327,7 @@ func (cfg *Config) set(key, val string) error {
 			return badValue(key, val, "thread (a device thread polls the doorbells) or inline (the doorbell write runs the model on the worker's thread)")
 		}
 	default:
-		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, shadowdb, cmb, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore, mode)", key)
+		return fmt.Errorf("sim: unknown key %q (accepted: namespaces, nssize, lbasize, mqes, mdts, ioqueues, model, readlat, writelat, proglat, channels, dies, nandpage, wcache, store, memlimit, rdydelay, to, cpus, ms, mset, pi, pil, dstrd, mpsmin, regs32, strict, shadowdb, cmb, cmblegacy, rtd3e, shndelay, failnth, faillba, failnsid, failstatus, faildelay, fatalafter, removeafter, aerafter, failmore, mode)", key)
 	}
 	return nil
 }
@@ -358,6 +363,8 @@ func (cfg *Config) Validate() error {
 		return fmt.Errorf("sim: ShutdownDelay %v is not accepted (want 0 to %v)", cfg.ShutdownDelay, maxShutdown)
 	case cfg.CMB%4096 != 0 || cfg.CMB > maxCMB:
 		return fmt.Errorf("sim: CMB %d is not accepted (want a multiple of 4096 up to %d)", cfg.CMB, maxCMB)
+	case cfg.CMBLegacy && cfg.CMB == 0:
+		return fmt.Errorf("sim: CMBLegacy without a CMB: give the buffer's size too (cmb:SIZE)")
 	}
 	if err := cfg.Format.validate(); err != nil {
 		return err

@@ -120,6 +120,8 @@ func (h hostView) ObserveAccess(off uint32, width int, write bool) {
 		}
 	case write && readOnlyRegister(off):
 		c.violation(ViolationReadOnlyWrite, "write at %#x", off)
+	case write && off&^7 == spec.RegCMBMSC && c.cmb.legacy:
+		c.violation(ViolationCMB, "write to CMBMSC at %#x, which a controller without CAP.CMBS does not have", off)
 	}
 }
 
