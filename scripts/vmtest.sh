@@ -206,6 +206,7 @@ make_images() {
 	truncate -s "${VARIANT_MB}M" "$WORK/mdts-$boot.raw" "$WORK/meta1-$boot.raw" "$WORK/meta2-$boot.raw" "$WORK/meta3-$boot.raw"
 	truncate -s 64M "$WORK/mounted-$boot.raw"
 	truncate -s "${VARIANT_MB}M" "$WORK/cmb-$boot.raw" # lab-cmb (step 70)
+	truncate -s "${VARIANT_MB}M" "$WORK/cmb13-$boot.raw" # lab-cmb13 (step 72)
 	mkfs.ext4 -q -F -L labmounted "$WORK/mounted-$boot.raw"
 }
 
@@ -230,6 +231,9 @@ nvme_devices() {
 		# lab-cmb: a 16 MiB controller memory buffer in BAR 2 (NVMe 1.4 scheme: CAP.CMBS,
 		# CMBMSC), where nvmeperf puts its I/O submission queues (step 70).
 		-drive "file=$WORK/cmb-$b.raw,$raw,id=dcmb" -device "nvme,serial=lab-cmb,drive=dcmb,cmb_size_mb=16"
+		# lab-cmb13: the same with legacy-cmb=on, the NVMe 1.3 scheme (no CAP.CMBS, no
+		# CMBMSC: the CMB is decoded at BAR 2's address from the start; step 72).
+		-drive "file=$WORK/cmb13-$b.raw,$raw,id=dcmb13" -device "nvme,serial=lab-cmb13,drive=dcmb13,cmb_size_mb=16,legacy-cmb=on"
 	)
 }
 
