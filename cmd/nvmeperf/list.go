@@ -34,35 +34,47 @@ listed with their block devices and the identity sysfs gives.`,
 				return fmt.Errorf("probing PCI devices: %w", err)
 			}
 			if format == "json" {
-				return writeControllerJSON(a.stdout, ctrls, identifyUserspaceJSON)
+				return writeControllerJSON(a.stdout, ctrls, attachPCIe)
 			}
 			if len(ctrls) == 0 {
 				fmt.Fprintln(a.stdout, "No NVMe controllers found. Try the simulated one: nvmeperf -q 32 -o 4k -w randread -t 5 -r 'trtype:sim'")
 				return nil
 			}
-			return writeControllerList(a.stdout, ctrls, func(addr string) (string, []string, error) {
-				return identifyUserspace(addr)
-			})
+			return writeControllerList(a.stdout, ctrls, attachPCIe)
 		},
 	}
 	cmd.Flags().StringVar(&format, "output-format", "text", "text or json")
 	return cmd
 }
 
-// writeControllerList prints one block per controller. identify attaches a
-// userspace-bound controller and returns a controller line and namespace lines.
-func writeControllerList(w io.Writer, ctrls []pcie.Controller, identify func(string) (string, []string, error)) error {
+// attachFunc attaches the userspace-bound controller at a PCI address for list (tests
+// put simulated controllers behind addresses).
+type attachFunc func(addr string) (*driver.Controller, error)
+
+// attachPCIe attaches a userspace-bound controller with the options a run uses by
+// default, so what list shows about the CMB and shadow doorbells is what a run gets.
+func attachPCIe(addr string) (*driver.Controller, error) {
+	id, err := trid.Parse("trtype:PCIe traddr:" + addr)
+	if err != nil {
+		return nil, err
+	}
+	return driver.Attach(id, driver.Options{})
+}
+
+// writeControllerList prints one block per controller: a line, then for an attached
+// userspace-bound controller its CMB, shadow doorbell and namespace lines.
+func writeControllerList(w io.Writer, ctrls []pcie.Controller, attach attachFunc) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tVID:DID\tDRIVER\tNUMA\tDETAILS")
 	for _, c := range ctrls {
 		details := ""
 		var extra []string
 		if c.Userspace() {
-			line, nss, err := identify(c.Address)
-			if err != nil {
+			if ctrl, err := attach(c.Address); err != nil {
 				details = "cannot identify: " + err.Error()
 			} else {
-				details, extra = line, nss
+				details, extra = describeController(ctrl)
+				ctrl.Close()
 			}
 		} else {
 			parts := []string{}
@@ -82,21 +94,9 @@ func writeControllerList(w io.Writer, ctrls []pcie.Controller, identify func(str
 	return tw.Flush()
 }
 
-func identifyUserspace(addr string) (string, []string, error) {
-	id, err := trid.Parse("trtype:PCIe traddr:" + addr)
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := driver.Attach(id, driver.Options{})
-	if err != nil {
-		return "", nil, err
-	}
-	defer c.Close()
-	return describeController(c)
-}
-
-// describeController summarises an attached controller for list.
-func describeController(c *driver.Controller) (string, []string, error) {
+// describeController summarises an attached controller for list: a controller line,
+// then lines for its controller memory buffer, shadow doorbells and namespaces.
+func describeController(c *driver.Controller) (string, []string) {
 	n := c.NVMe
 	ident := n.Identify()
 	mdts := "no limit"
@@ -105,17 +105,30 @@ func describeController(c *driver.Controller) (string, []string, error) {
 	}
 	line := fmt.Sprintf("%s SN %s FW %s; NVMe %s; MQES %d; MDTS %s; I/O queues %d",
 		ident.Model(), ident.Serial(), ident.Firmware(), n.Version(), n.CAP().MQES(), mdts, n.IOQueues())
-	var nss []string
+	extra := []string{"CMB: " + n.CMB().String(), "shadow doorbells: " + shadowDoorbells(ident.DoorbellBufferConfig(), n.ShadowDoorbells())}
 	for _, ns := range n.Namespaces() {
-		line := fmt.Sprintf("NSID %d: %d blocks of %d B (%s), format %s, LBA format %d of %d",
+		nsLine := fmt.Sprintf("NSID %d: %d blocks of %d B (%s), format %s, LBA format %d of %d",
 			ns.ID(), ns.Sectors(), ns.SectorSize(), humanBytes(ns.Capacity()), ns.Format(),
 			ns.Identify().FormatIndex(), int(ns.Identify().NLBAF)+1)
 		if err := ns.CheckFormat(); err != nil {
-			line += " — not usable: " + err.Error()
+			nsLine += " — not usable: " + err.Error()
 		}
-		nss = append(nss, line)
+		extra = append(extra, nsLine)
 	}
-	return line, nss, nil
+	return line, extra
+}
+
+// shadowDoorbells says whether the controller offers Doorbell Buffer Config (OACS bit
+// 8) and whether the driver uses it.
+func shadowDoorbells(supported, used bool) string {
+	switch {
+	case !supported:
+		return "no (Doorbell Buffer Config not supported)"
+	case used:
+		return "yes (Doorbell Buffer Config supported, used)"
+	default:
+		return "no (Doorbell Buffer Config supported, not enabled)"
+	}
 }
 
 func humanBytes(b uint64) string {

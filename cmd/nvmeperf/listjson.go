@@ -6,8 +6,8 @@ import (
 	"io"
 
 	"github.com/nvmeperf/nvmeperf/driver"
+	"github.com/nvmeperf/nvmeperf/driver/nvme"
 	"github.com/nvmeperf/nvmeperf/driver/pcie"
-	"github.com/nvmeperf/nvmeperf/driver/trid"
 )
 
 // listSchema names `nvmeperf list --output-format json`'s document; keys are only ever
@@ -37,6 +37,11 @@ type listController struct {
 	IOQueues      int             `json:"io_queues,omitempty"`
 	Namespaces    []listNamespace `json:"namespaces"`
 	IdentifyError string          `json:"identify_error,omitempty"`
+	// Identified (userspace-bound) controllers only, absent otherwise: the controller
+	// memory buffer, and Doorbell Buffer Config (OACS bit 8) offered and used.
+	CMB                  *nvme.CMBInfo `json:"cmb,omitempty"`
+	DoorbellBufferConfig *bool         `json:"doorbell_buffer_config,omitempty"`
+	ShadowDoorbells      *bool         `json:"shadow_doorbells,omitempty"`
 }
 
 type listNamespace struct {
@@ -47,18 +52,9 @@ type listNamespace struct {
 	MetadataBytes int    `json:"metadata_bytes"`
 }
 
-// identifyUserspaceJSON attaches a userspace-bound controller and fills in what its
-// Identify data says.
-func identifyUserspaceJSON(addr string, lc *listController) error {
-	id, err := trid.Parse("trtype:PCIe traddr:" + addr)
-	if err != nil {
-		return err
-	}
-	c, err := driver.Attach(id, driver.Options{})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+// fillListController fills in what an attached controller's registers and Identify
+// data say.
+func fillListController(c *driver.Controller, lc *listController) {
 	n := c.NVMe
 	ident := n.Identify()
 	lc.Model, lc.Serial, lc.Firmware = ident.Model(), ident.Serial(), ident.Firmware()
@@ -68,10 +64,12 @@ func identifyUserspaceJSON(addr string, lc *listController) error {
 		lc.Namespaces = append(lc.Namespaces, listNamespace{NSID: ns.ID(), Blocks: ns.Sectors(), BlockSize: ns.SectorSize(),
 			CapacityBytes: ns.Capacity(), MetadataBytes: int(ns.Identify().CurrentFormat().MS())})
 	}
-	return nil
+	cmb := n.CMB()
+	dbbuf, shadow := ident.DoorbellBufferConfig(), n.ShadowDoorbells()
+	lc.CMB, lc.DoorbellBufferConfig, lc.ShadowDoorbells = &cmb, &dbbuf, &shadow
 }
 
-func writeControllerJSON(w io.Writer, ctrls []pcie.Controller, identify func(string, *listController) error) error {
+func writeControllerJSON(w io.Writer, ctrls []pcie.Controller, attach attachFunc) error {
 	d := listDocument{Schema: listSchema, Controllers: []listController{}}
 	for _, c := range ctrls {
 		lc := listController{
@@ -81,8 +79,11 @@ func writeControllerJSON(w io.Writer, ctrls []pcie.Controller, identify func(str
 			BlockDevices: prefixAll("/dev/", c.BlockDevices), Namespaces: []listNamespace{},
 		}
 		if c.Userspace() {
-			if err := identify(c.Address, &lc); err != nil {
+			if ctrl, err := attach(c.Address); err != nil {
 				lc.IdentifyError = err.Error()
+			} else {
+				fillListController(ctrl, &lc)
+				ctrl.Close()
 			}
 		}
 		d.Controllers = append(d.Controllers, lc)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -38,6 +39,7 @@ type cmbState struct {
 	win    bus.Buffer // the CMB: host mapping (MMIO), address the controller decodes
 	msc    spec.CMBMSC
 	sz     spec.CMBSZ
+	loc    spec.CMBLOC
 	reason string // why SQs are not in the CMB, when on is false
 
 	mu   sync.Mutex
@@ -46,17 +48,88 @@ type cmbState struct {
 
 type cmbSpan struct{ off, n int }
 
-// CMBInfo describes a controller's memory buffer as nvmeperf uses it.
+// CMBInfo describes a controller's memory buffer as nvmeperf uses it (reports,
+// `nvmeperf list`): what CMBLOC and CMBSZ say, and whether the I/O SQs go there.
 type CMBInfo struct {
-	Size   uint64     // bytes; 0 when the controller has none (or it could not be read)
-	CMBSZ  spec.CMBSZ // as read
-	SQs    bool       // I/O submission queues are placed in it
-	Reason string     // why not, when SQs is false
+	Size     uint64      `json:"size_bytes"`                 // bytes; 0 when the controller has none (or it was not read)
+	CMBSZ    spec.CMBSZ  `json:"-"`                          // as read
+	CMBLOC   spec.CMBLOC `json:"-"`                          // as read
+	BAR      uint8       `json:"bar"`                        // CMBLOC.BIR: the BAR the buffer is in
+	Offset   uint64      `json:"offset_bytes"`               // where in that BAR it starts (CMBLOC.OFST in bytes)
+	Supports CMBSupport  `json:"supports"`                   // what CMBSZ lets the host put there
+	SQs      bool        `json:"sq_in_cmb"`                  // I/O submission queues are placed in it
+	Reason   string      `json:"sq_in_cmb_reason,omitempty"` // why not, when SQs is false
 }
+
+// CMBSupport is what CMBSZ allows in the controller memory buffer.
+type CMBSupport struct {
+	SQS   bool `json:"sqs"`   // I/O submission queues
+	CQS   bool `json:"cqs"`   // I/O completion queues
+	LISTS bool `json:"lists"` // PRP lists and SGL segments
+	RDS   bool `json:"rds"`   // data of commands that read (controller to host)
+	WDS   bool `json:"wds"`   // data of commands that write (host to controller)
+}
+
+// noCMBReason is setupCMB's reason when CMBSZ describes no buffer.
+const noCMBReason = "the controller has no controller memory buffer"
 
 // CMB reports the controller memory buffer and whether the I/O SQs use it.
 func (c *Controller) CMB() CMBInfo {
-	return CMBInfo{Size: c.cmb.sz.Size(), CMBSZ: c.cmb.sz, SQs: c.cmb.on, Reason: c.cmb.reason}
+	sz, loc := c.cmb.sz, c.cmb.loc
+	info := CMBInfo{Size: sz.Size(), CMBSZ: sz, CMBLOC: loc, SQs: c.cmb.on, Reason: c.cmb.reason}
+	if info.Size != 0 {
+		info.BAR, info.Offset = loc.BIR(), loc.Offset(sz)
+		info.Supports = CMBSupport{SQS: sz.SQS(), CQS: sz.CQS(), LISTS: sz.LISTS(), RDS: sz.RDS(), WDS: sz.WDS()}
+	}
+	return info
+}
+
+// String is one line for people: "none", or the size, where it is, what it may hold
+// and where the I/O SQs go.
+func (i CMBInfo) String() string {
+	if i.Size == 0 {
+		if i.Reason == "" || i.Reason == noCMBReason {
+			return "none"
+		}
+		return "not read: " + i.Reason
+	}
+	s := fmt.Sprintf("%s in BAR %d at offset %#x, supports %v; I/O SQs ", exactBytes(i.Size), i.BAR, i.Offset, i.Supports)
+	if i.SQs {
+		return s + "in the CMB"
+	}
+	return s + "in host memory: " + i.Reason
+}
+
+// String lists the supported uses by their CMBSZ names, "nothing" when none is.
+func (s CMBSupport) String() string {
+	var out []string
+	for _, b := range []struct {
+		on   bool
+		name string
+	}{{s.SQS, "SQS"}, {s.CQS, "CQS"}, {s.LISTS, "LISTS"}, {s.RDS, "RDS"}, {s.WDS, "WDS"}} {
+		if b.on {
+			out = append(out, b.name)
+		}
+	}
+	if len(out) == 0 {
+		return "nothing"
+	}
+	return strings.Join(out, " ")
+}
+
+// exactBytes writes n in the largest binary unit that divides it, with the byte count:
+// "16 MiB (16777216 bytes)".
+func exactBytes(n uint64) string {
+	units := []string{"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	v, i := n, 0
+	for i < len(units)-1 && v >= 1024 && v%1024 == 0 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%d %s (%d bytes)", v, units[i], n)
 }
 
 // setupCMB looks for a CMB that can hold submission queues, maps it and enables it.
@@ -77,9 +150,10 @@ func (c *Controller) setupCMB() {
 	}
 	c.cmb.sz = spec.CMBSZ(c.regs.Read32(spec.RegCMBSZ))
 	loc := spec.CMBLOC(c.regs.Read32(spec.RegCMBLOC))
+	c.cmb.loc = loc
 	switch {
 	case c.cmb.sz.Size() == 0:
-		c.cmb.reason = "the controller has no controller memory buffer"
+		c.cmb.reason = noCMBReason
 		return
 	case !c.cmb.sz.SQS():
 		c.cmb.reason = fmt.Sprintf("the controller memory buffer cannot hold submission queues (%v)", c.cmb.sz)
@@ -102,7 +176,7 @@ func (c *Controller) setupCMB() {
 		c.cmb.reason = fmt.Sprintf("mapping BAR %d: %v", loc.BIR(), err)
 		return
 	}
-	off, size := uint64(loc.OFST())*c.cmb.sz.Unit(), c.cmb.sz.Size()
+	off, size := loc.Offset(c.cmb.sz), c.cmb.sz.Size()
 	if off > uint64(bar.Len()) || size > uint64(bar.Len())-off {
 		c.cmb.reason = fmt.Sprintf("CMBLOC/CMBSZ place the buffer at offset %#x, %d bytes, beyond BAR %d's %d bytes", off, size, loc.BIR(), bar.Len())
 		return

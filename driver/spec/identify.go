@@ -56,6 +56,12 @@ type IdentifyController struct {
 
 var _ [IdentifyDataSize]byte = [unsafe.Sizeof(IdentifyController{})]byte{}
 
+// DoorbellBufferConfig reports whether the controller supports the Doorbell Buffer
+// Config command (OACS bit 8): shadow doorbells and EventIdx buffers.
+func (c *IdentifyController) DoorbellBufferConfig() bool {
+	return c.OACS&OACSDoorbellBufferConfig != 0
+}
+
 // Serial is SN without its padding.
 func (c *IdentifyController) Serial() string { return trimASCII(c.SN[:]) }
 

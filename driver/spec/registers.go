@@ -220,27 +220,45 @@ func MakeCMBSZ(support CMBSZ, szu uint8, size uint32) CMBSZ {
 	return support&0x1F | CMBSZ(szu&0xF)<<8 | CMBSZ(size)<<12
 }
 
-// SQS reports whether I/O submission queues may live in the CMB.
+// SQS reports whether I/O submission queues may live in the CMB (bit 0).
 func (c CMBSZ) SQS() bool { return c&CMBSZSQS != 0 }
 
-// CQS reports whether I/O completion queues may live in the CMB.
+// CQS reports whether I/O completion queues may live in the CMB (bit 1).
 func (c CMBSZ) CQS() bool { return c&CMBSZCQS != 0 }
+
+// LISTS reports whether PRP lists and SGL segments may live in the CMB (bit 2).
+func (c CMBSZ) LISTS() bool { return c&CMBSZLISTS != 0 }
+
+// RDS reports whether data and metadata of commands that move data from the
+// controller to the host (reads) may live in the CMB (bit 3).
+func (c CMBSZ) RDS() bool { return c&CMBSZRDS != 0 }
+
+// WDS reports whether data and metadata of commands that move data from the host to
+// the controller (writes) may live in the CMB (bit 4).
+func (c CMBSZ) WDS() bool { return c&CMBSZWDS != 0 }
+
+// SZU is the Size Units field (bits 11:8): 0 = 4 KiB, 1 = 64 KiB, 2 = 1 MiB,
+// 3 = 16 MiB, 4 = 256 MiB, 5 = 4 GiB, 6 = 64 GiB; 7 to Fh are reserved.
+func (c CMBSZ) SZU() uint8 { return uint8(c>>8) & 0xF }
+
+// SZ is the Size field (bits 31:12): the CMB size in SZU units.
+func (c CMBSZ) SZ() uint32 { return uint32(c) >> 12 }
 
 // Unit is the size unit in bytes (SZU: 4 KiB << (4 × SZU)); 0 for reserved SZU values.
 func (c CMBSZ) Unit() uint64 {
-	szu := uint64(c>>8) & 0xF
+	szu := c.SZU()
 	if szu > 6 {
 		return 0
 	}
-	return 4096 << (4 * szu)
+	return 4096 << (4 * uint64(szu))
 }
 
 // Size is the CMB size in bytes (SZ × size unit), 0 when there is no CMB.
-func (c CMBSZ) Size() uint64 { return uint64(c>>12) * c.Unit() }
+func (c CMBSZ) Size() uint64 { return uint64(c.SZ()) * c.Unit() }
 
 func (c CMBSZ) String() string {
 	return fmt.Sprintf("CMBSZ{SZ:%d bytes SQS:%t CQS:%t LISTS:%t RDS:%t WDS:%t}",
-		c.Size(), c.SQS(), c.CQS(), c&CMBSZLISTS != 0, c&CMBSZRDS != 0, c&CMBSZWDS != 0)
+		c.Size(), c.SQS(), c.CQS(), c.LISTS(), c.RDS(), c.WDS())
 }
 
 // CMBLOC is the Controller Memory Buffer Location register (offset 38h; NVMe Base 2.0,
@@ -253,8 +271,13 @@ func MakeCMBLOC(bir uint8, ofst uint32) CMBLOC { return CMBLOC(bir&0x7) | CMBLOC
 // BIR is the BAR indicator register holding the CMB.
 func (c CMBLOC) BIR() uint8 { return uint8(c) & 0x7 }
 
-// OFST is the offset of the CMB in its BAR, in CMBSZ size units.
+// OFST is the offset of the CMB in its BAR, in CMBSZ size units (bits 31:12).
 func (c CMBLOC) OFST() uint32 { return uint32(c) >> 12 }
+
+// Offset is the CMB's offset in its BAR in bytes: OFST in the size units of sz.
+func (c CMBLOC) Offset(sz CMBSZ) uint64 { return uint64(c.OFST()) * sz.Unit() }
+
+func (c CMBLOC) String() string { return fmt.Sprintf("CMBLOC{BIR:%d OFST:%d}", c.BIR(), c.OFST()) }
 
 // CMBMSC is the Controller Memory Buffer Memory Space Control register (offset 50h,
 // 64-bit; NVMe Base 2.0, section 3.1.4.13), used when CAP.CMBS is set.

@@ -4,7 +4,8 @@
 # nvmeperf must put every I/O SQ there by default (sq_in_cmb in --transport-stats and in
 # the JSON), pass verified I/O with the commands fetched from the CMB — together with
 # shadow doorbells, which QEMU offers too — and keep the SQs in host memory with -D and
-# --no-sq-cmb. QEMU's undefined-behaviour log (pci_nvme_ub_*) is checked by the host.
+# --no-sq-cmb. nvmeperf list (text and JSON) must show the CMB. QEMU's
+# undefined-behaviour log (pci_nvme_ub_*) is checked by the host.
 # shellcheck source=/dev/null
 . /lab/lib.sh
 need_nvmeperf
@@ -20,8 +21,27 @@ stat() { awk -v k="$1:" '$1 == k { s += $2 } END { print s + 0 }' "$LAB_OUT"; }
 json_sum() { grep -o "\"$1\": *[0-9]*" "$LAB_OUT" | awk -F: '{ s += $2 } END { print s + 0 }'; }
 
 info "BAR 2 (start end flags): $(sed -n 3p "/sys/bus/pci/devices/$LAB_CMB_ADDR/resource")"
+# nvmeperf list, text and JSON: lab-cmb's 16 MiB CMB in BAR 2 with SQS, the I/O SQs
+# there; lab-vfio (bound for userspace too) has none.
+bind_userspace
 check "nvmeperf list" "$NVMEPERF" list
 list_of "$LAB_CMB_ADDR" | while read -r l; do info "list: $l"; done
+l=$(list_of "$LAB_CMB_ADDR")
+grep -q 'CMB: 16 MiB (16777216 bytes) in BAR 2 at offset 0x0, supports SQS.*; I/O SQs in the CMB$' <<<"$l" ||
+	LAB_FAILED+=("nvmeperf list: lab-cmb does not show a 16 MiB CMB in BAR 2 with SQS holding the I/O SQs")
+l=$(list_of "$LAB_VFIO_ADDR")
+grep -q 'CMB: none$' <<<"$l" || LAB_FAILED+=("nvmeperf list: lab-vfio does not show CMB: none")
+# json_of ADDR: the lines of the list JSON in $LAB_OUT about the controller at ADDR.
+json_of() { awk -v a="\"address\": \"$1\"" '/"address": / { on = index($0, a) > 0 } on' "$LAB_OUT"; }
+check "nvmeperf list (JSON)" "$NVMEPERF" list --output-format json
+j=$(json_of "$LAB_CMB_ADDR")
+for k in '"size_bytes": 16777216' '"bar": 2' '"sqs": true' '"sq_in_cmb": true'; do
+	grep -qF "$k" <<<"$j" || LAB_FAILED+=("nvmeperf list JSON: lab-cmb has no $k")
+done
+j=$(json_of "$LAB_VFIO_ADDR")
+for k in '"size_bytes": 0' '"sq_in_cmb": false'; do
+	grep -qF "$k" <<<"$j" || LAB_FAILED+=("nvmeperf list JSON: lab-vfio has no $k")
+done
 
 # Two queue pairs from each of two cores: four SQs in the CMB.
 if try "verify fill, SQs in the CMB" "$NVMEPERF" --quiet --seed "$SEED" -r "$TRID" -c 0x3 -P 2 -q 16 -o 131072 -w write --verify -d 25% -t 60 --transport-stats; then
