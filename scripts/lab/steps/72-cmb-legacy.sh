@@ -18,6 +18,11 @@ SEED=${LAB_SEED:-1}
 stat() { awk -v k="$1:" '$1 == k { s += $2 } END { print s + 0 }' "$LAB_OUT"; }
 
 info "BAR 2 (start end flags): $(sed -n 3p "/sys/bus/pci/devices/$LAB_CMB13_ADDR/resource")"
+check "nvmeperf list" "$NVMEPERF" list
+l=$(list_of "$LAB_CMB13_ADDR")
+info "list: $(grep 'CMB:' <<<"$l")"
+grep -q 'CMB: 16 MiB (16777216 bytes) in BAR 2 at offset 0x0, supports SQS.*; I/O SQs in the CMB$' <<<"$l" ||
+	LAB_FAILED+=("nvmeperf list: lab-cmb13 does not show a 16 MiB CMB in BAR 2 with SQS holding the I/O SQs")
 # Two queue pairs from each of two cores: four SQs in the CMB.
 if try "verify fill, SQs in the legacy CMB" "$NVMEPERF" --quiet --seed "$SEED" -r "$TRID" -c 0x3 -P 2 -q 16 -o 131072 -w write --verify -d 25% -t 60 --transport-stats; then
 	n=$(stat sq_in_cmb)
