@@ -136,3 +136,45 @@ func TestUringVsFio(t *testing.T) {
 		t.Logf("output:\n%s", out)
 	}
 }
+
+var (
+	overheadRow = regexp.MustCompile(`^(fio --ioengine=null|nvmeperf sim null, inline \(one core\)|nvmeperf sim null, threaded) +(\S+) +(\S+)x +(\S+) +(\S+)$`)
+	targetLine  = regexp.MustCompile(`^target: (inline|threaded) >= \dx fio: (met|not met) \((\S+)x\)$`)
+)
+
+// TestToolOverhead runs bench/tool_overhead.sh for one short round and checks its
+// table: fio's, the inline and the threaded rows with positive IOPS and CPU figures,
+// and a target line for each mode.
+func TestToolOverhead(t *testing.T) {
+	needTools(t, "fio", "python3", "/usr/bin/time", "taskset", "go")
+	cmd := exec.Command("./tool_overhead.sh")
+	cmd.Env = append(os.Environ(), "ROUNDS=1", "SECONDS_EACH=1", "DEPTH=32")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tool_overhead.sh failed: %v\n%s", err, out)
+	}
+	rows, targets := map[string]bool{}, map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := overheadRow.FindStringSubmatch(line); m != nil {
+			for _, f := range m[2:5] {
+				if v, err := strconv.ParseFloat(f, 64); err != nil || v <= 0 {
+					t.Errorf("row %q: %q is not a positive number", line, f)
+				}
+			}
+			if m[1] != "fio --ioengine=null" {
+				if v, err := strconv.ParseFloat(m[5], 64); err != nil || v <= 0 {
+					t.Errorf("row %q: no worker CPU per I/O", line)
+				}
+			}
+			rows[m[1]] = true
+		}
+		if m := targetLine.FindStringSubmatch(line); m != nil {
+			targets[m[1]] = true
+		}
+	}
+	if len(rows) != 3 || !targets["inline"] || !targets["threaded"] {
+		t.Errorf("want the fio, inline and threaded rows and both target lines; got rows %v, targets %v\n%s", rows, targets, out)
+	}
+}
