@@ -194,11 +194,12 @@ build_initramfs() {
 }
 
 # --- images ----------------------------------------------------------------------------
-# Five controllers: lab-vfio (userspace target, also the cross-check disk), lab-kernel
+# Seven controllers: lab-vfio (userspace target, also the cross-check disk), lab-kernel
 # (stays on the kernel driver: io_uring scratch), lab-mounted (ext4 the guest mounts:
 # setup.sh must refuse it), lab-mdts (one 4 KiB-LBA namespace, MDTS 2 = 16 KiB: I/O
-# larger than that must be split) and lab-meta (namespaces with metadata: extended LBA,
-# separate metadata with PI type 1, extended LBA with PI type 2 in the first bytes).
+# larger than that must be split), lab-meta (namespaces with metadata: extended LBA,
+# separate metadata with PI type 1, extended LBA with PI type 2 in the first bytes),
+# lab-cmb and lab-cmb13 (controller memory buffers, NVMe 1.4 and 1.3 schemes).
 make_images() {
 	local boot=$1
 	rm -f "$WORK"/*.raw
