@@ -211,7 +211,7 @@ make_images() {
 	mkfs.ext4 -q -F -L labmounted "$WORK/mounted-$boot.raw"
 }
 
-# nvme_devices BOOT: the -drive/-device arguments of the five controllers.
+# nvme_devices BOOT: the -drive/-device arguments of the controllers above.
 nvme_devices() {
 	local b=$1 raw="format=raw,if=none"
 	DEVICES=(
