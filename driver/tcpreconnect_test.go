@@ -1,12 +1,14 @@
 package driver_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/nvmeperf/nvmeperf/driver/nvmetcp"
 	"github.com/nvmeperf/nvmeperf/driver/target"
 	"github.com/nvmeperf/nvmeperf/serve"
+	"github.com/nvmeperf/nvmeperf/workload"
 )
 
 // A queue pair that connects again after a fabric reset does so off its worker's
@@ -512,4 +515,54 @@ func TestTCPReconnectFinishedAfterTheRun(t *testing.T) {
 	if n := c.EventCount(nvme.EventReconnect); n != 0 {
 		t.Fatalf("%d reconnect events, want none (no Poll installed the connection)", n)
 	}
+}
+
+// TestTCPRunEndsWhileAQueueReconnects: a run whose target drops its connections and
+// then never answers the I/O queue's new connection ends at its deadline plus the
+// drain timeout, with the I/Os done before the drop counted and the stuck ones
+// reported; closing the queue pair calls its connect off instead of waiting for the
+// (here five-minute) connect timeout, and no connect goroutine is left (docs/recovery.md,
+// Limits).
+func TestTCPRunEndsWhileAQueueReconnects(t *testing.T) {
+	s, gate, addr := startGatedTarget(t, 4<<20)
+	tg, c := openRecoveringTCP(t, addr, 8)
+	var dropped atomic.Bool
+	cfg := workload.Config{
+		Pattern: workload.RandRead, IOSize: 4096, QueueDepth: 8,
+		Duration: 3 * time.Second, DrainTimeout: time.Second, ContinueOnError: true,
+		ProgressInterval: 100 * time.Millisecond,
+		Progress: func(p workload.Progress) {
+			if p.IOs > 100 && !dropped.Swap(true) {
+				gate.hold(1) // the admin queue connects again; the I/O queue waits
+				s.DropConnections()
+			}
+		},
+	}
+	start := time.Now()
+	res := workload.Run(context.Background(), []target.Target{tg}, cfg)
+	took := time.Since(start)
+	if !dropped.Load() {
+		t.Fatalf("the run never got to 100 I/Os to drop the connections (err %v)", res.Err)
+	}
+	// 3 s + 1 s drain; a run that waited for the connect would take 5 minutes.
+	if took > 60*time.Second {
+		t.Fatalf("the run took %v: it waited for the held connect", took)
+	}
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "drain timeout") {
+		t.Errorf("run error %v, want the kept I/Os reported as never completed within the drain timeout", res.Err)
+	}
+	var ios uint64
+	for _, w := range res.Workers {
+		ios += w.IOs
+	}
+	if ios < 100 {
+		t.Errorf("%d I/Os counted, want the 100+ done before the drop", ios)
+	}
+	if gate.held() != 1 {
+		t.Errorf("%d connections held at the target, want the I/O queue's one", gate.held())
+	}
+	if c.Resets() < 1 {
+		t.Errorf("%d resets, want the one after the drop", c.Resets())
+	}
+	waitNoConnects(t)
 }
