@@ -178,3 +178,35 @@ func TestToolOverhead(t *testing.T) {
 		t.Errorf("want the fio, inline and threaded rows and both target lines; got rows %v, targets %v\n%s", rows, targets, out)
 	}
 }
+
+// TestUringVsFioLeavesOtherFilesAlone: BENCH_FILE may name anything; the script writes
+// only a test file it created. A file of another size that it did not mark, a
+// directory or a device is refused with the reason, and left as it was.
+func TestUringVsFioLeavesOtherFilesAlone(t *testing.T) {
+	needTools(t, "fio", "python3", "/usr/bin/time", "taskset")
+	dir := t.TempDir()
+	userFile := filepath.Join(dir, "precious.dat")
+	content := []byte(strings.Repeat("user data ", 500))
+	if err := os.WriteFile(userFile, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{userFile, "was not written by this script"},
+		{dir, "is not a regular file"},
+		{"/dev/null", "is not a regular file"},
+	} {
+		cmd := exec.Command("./uring_vs_fio.sh")
+		cmd.Env = append(os.Environ(), "BENCH_FILE="+tc.path, "SIZE_MB=16", "DEPTHS=1", "ROUNDS=1", "SECONDS_EACH=1",
+			"NVMEPERF=/nonexistent-nvmeperf") // never reached: the refusal comes first
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), tc.path) {
+			t.Errorf("BENCH_FILE=%s: err %v, output %q; want a refusal naming the path and saying %q", tc.path, err, out, tc.want)
+		}
+	}
+	if got, err := os.ReadFile(userFile); err != nil || string(got) != string(content) {
+		t.Errorf("the user's file changed: %d bytes, %v", len(got), err)
+	}
+	if _, err := os.Stat(userFile + ".nvmeperf-bench"); err == nil {
+		t.Error("the script marked the user's file as its own")
+	}
+}

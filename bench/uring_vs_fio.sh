@@ -25,7 +25,9 @@
 #
 # Environment:
 #   BENCH_FILE  the test file (default /var/tmp/nvmeperf-bench/uring_vs_fio.dat); it
-#               must be on a disk-backed file system (not tmpfs) and is written once
+#               must be on a disk-backed file system (not tmpfs). The script creates
+#               and writes it once (marking it with BENCH_FILE.nvmeperf-bench); an
+#               existing file of another size that it did not create is refused
 #   SIZE_MB     its size in MiB (default 1024)
 #   NVMEPERF    the nvmeperf binary (default: built from this checkout into a temp dir)
 #   DEPTHS      queue depths to run (default "1 32 128")
@@ -58,6 +60,30 @@ if ! command -v fio >/dev/null; then
 		die "fio is not installed and apt-get could not install it"
 fi
 
+# The test file: the script writes only a file it created itself (marked by a
+# "$BENCH_FILE.nvmeperf-bench" file beside it). An existing file of the right size is
+# only read; anything else at that path is refused, never replaced.
+marker=$BENCH_FILE.nvmeperf-bench
+layout=0
+if [ -e "$BENCH_FILE" ] || [ -L "$BENCH_FILE" ]; then
+	[ -f "$BENCH_FILE" ] && [ ! -L "$BENCH_FILE" ] ||
+		die "BENCH_FILE=$BENCH_FILE is not a regular file; give a path for a test file this script may create"
+	have=$(stat -c %s "$BENCH_FILE")
+	if [ "$have" -ne "$SIZE" ]; then
+		[ -f "$marker" ] ||
+			die "BENCH_FILE=$BENCH_FILE exists ($have bytes, not the $SIZE of SIZE_MB=$SIZE_MB) and was not written by this script: it is left alone; remove it or give another path"
+		layout=1
+	fi
+else
+	layout=1
+fi
+dir=$(dirname "$BENCH_FILE")
+mkdir -p "$dir" || die "cannot create $dir for BENCH_FILE"
+fstype=$(stat -f -c %T "$dir")
+case $fstype in
+tmpfs | ramfs) die "$dir is on $fstype: direct I/O there measures memory, not a disk; set BENCH_FILE" ;;
+esac
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -67,18 +93,11 @@ if [ -z "${NVMEPERF:-}" ]; then
 	NVMEPERF=$work/nvmeperf
 fi
 
-dir=$(dirname "$BENCH_FILE")
-mkdir -p "$dir"
-fstype=$(stat -f -c %T "$dir")
-case $fstype in
-tmpfs | ramfs) die "$dir is on $fstype: direct I/O there measures memory, not a disk; set BENCH_FILE" ;;
-esac
-
 # Lay the file out once with real data: reads of unwritten (fallocated or sparse)
 # blocks never reach the disk and would flatter both tools.
-have=$(stat -c %s "$BENCH_FILE" 2>/dev/null || echo 0)
-if [ "$have" -ne "$SIZE" ]; then
+if [ "$layout" = 1 ]; then
 	echo "uring_vs_fio: writing the $SIZE_MB MiB test file $BENCH_FILE" >&2
+	: >"$marker" || die "cannot create $marker"
 	rm -f "$BENCH_FILE"
 	fio --name=layout --filename="$BENCH_FILE" --size="$SIZE" --rw=write --bs=1m --direct=1 \
 		--ioengine=io_uring --iodepth=8 --output=/dev/null || die "writing $BENCH_FILE failed"
